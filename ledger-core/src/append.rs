@@ -1,0 +1,241 @@
+//! Deciding an append: validation, dedup and the expected-version check, shared by every store.
+//!
+//! A backend looks up the stream's current version and which of the batch's dedup keys already
+//! exist (inside its transaction or lock), calls [`plan_append`], writes [`AppendPlan::rows`] and
+//! turns the new ids into outcomes with [`AppendPlan::outcomes`]. The database still enforces
+//! `(stream, version)` and `(stream, dedup_key)` uniqueness, so a racing writer fails instead of
+//! writing twice.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::entry::{AppendInput, AppendOutcome, ExpectedVersion};
+use crate::error::{Error, Result};
+use crate::name::validate_stream_id;
+
+/// The current time at the precision every store keeps: microseconds.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Checks one input: schema version at least 1, keys not empty.
+pub fn validate_input<P>(input: &AppendInput<P>) -> Result<()> {
+    if input.schema_version == 0 {
+        return Err(Error::InvalidArgument(
+            "schema version 0 is invalid; versions start at 1".into(),
+        ));
+    }
+    if input.dedup_key.as_deref() == Some("") {
+        return Err(Error::InvalidArgument(
+            "dedup key must not be empty (use None for no key)".into(),
+        ));
+    }
+    if input.order_key.as_deref() == Some("") {
+        return Err(Error::InvalidArgument(
+            "order key must not be empty (use None for no key)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a stream id and every input of a batch, before any database work.
+pub fn validate_append<P>(stream: &str, inputs: &[AppendInput<P>]) -> Result<()> {
+    validate_stream_id(stream)?;
+    inputs.iter().try_for_each(validate_input)
+}
+
+/// The distinct dedup keys of a batch, for the backend's lookup of existing ones.
+pub fn dedup_keys<P>(inputs: &[AppendInput<P>]) -> Vec<&str> {
+    let mut keys: Vec<&str> = inputs
+        .iter()
+        .filter_map(|i| i.dedup_key.as_deref())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+#[derive(Debug, Clone)]
+enum Slot<Id> {
+    /// Written as `rows[i]`.
+    New(usize),
+    /// Duplicate of an entry already stored.
+    Stored(Id),
+    /// Duplicate of `rows[i]`, earlier in this batch.
+    Batch(usize),
+}
+
+/// What an append will write; see the module docs.
+#[derive(Debug, Clone)]
+pub struct AppendPlan<Id> {
+    /// `(input index, version)` of every input to write, in input order.
+    pub rows: Vec<(usize, u64)>,
+    slots: Vec<Slot<Id>>,
+    /// The stream's version after the append.
+    pub new_version: u64,
+}
+
+/// Decides which inputs to write, with which versions, and whether `expected` admits it.
+///
+/// `current` is the stream's version (0: never written); `stored` maps the batch's dedup keys
+/// that already exist in the stream to their entries' ids.
+pub fn plan_append<Id: Clone, P>(
+    stream: &str,
+    inputs: &[AppendInput<P>],
+    current: u64,
+    stored: &HashMap<String, Id>,
+    expected: ExpectedVersion,
+) -> Result<AppendPlan<Id>> {
+    let mut rows = Vec::with_capacity(inputs.len());
+    let mut slots = Vec::with_capacity(inputs.len());
+    let mut in_batch: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let key = input.dedup_key.as_deref();
+        let slot = match key {
+            Some(k) if stored.contains_key(k) => Slot::Stored(stored[k].clone()),
+            Some(k) if in_batch.contains_key(k) => Slot::Batch(in_batch[k]),
+            _ => {
+                let row = rows.len();
+                rows.push((index, current + row as u64 + 1));
+                if let Some(k) = key {
+                    in_batch.insert(k, row);
+                }
+                Slot::New(row)
+            }
+        };
+        slots.push(slot);
+    }
+    // A batch of duplicates only is an idempotent retry: it succeeds whatever `expected` says.
+    if !rows.is_empty() && !expected.admits(current) {
+        return Err(Error::Conflict {
+            stream: stream.to_owned(),
+            expected,
+            actual: current,
+        });
+    }
+    Ok(AppendPlan {
+        new_version: current + rows.len() as u64,
+        rows,
+        slots,
+    })
+}
+
+impl<Id: Clone> AppendPlan<Id> {
+    /// True if nothing is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// One outcome per input, given the ids assigned to [`AppendPlan::rows`] in order.
+    pub fn outcomes(self, ids: &[Id]) -> Vec<AppendOutcome<Id>> {
+        assert_eq!(ids.len(), self.rows.len(), "one id per written row");
+        self.slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::New(row) => AppendOutcome::Appended {
+                    id: ids[row].clone(),
+                    version: self.rows[row].1,
+                },
+                Slot::Stored(id) => AppendOutcome::Duplicate { id },
+                Slot::Batch(row) => AppendOutcome::Duplicate {
+                    id: ids[row].clone(),
+                },
+            })
+            .collect()
+    }
+}
+
+/// Applies annotation changes: `Some` sets a key, `None` deletes it.
+pub fn merge_annotations(
+    annotations: &mut BTreeMap<String, String>,
+    changes: &BTreeMap<String, Option<String>>,
+) {
+    for (key, value) in changes {
+        match value {
+            Some(v) => {
+                annotations.insert(key.clone(), v.clone());
+            }
+            None => {
+                annotations.remove(key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(key: Option<&str>) -> AppendInput {
+        let i = AppendInput::new(json!(1));
+        match key {
+            Some(k) => i.dedup_key(k),
+            None => i,
+        }
+    }
+
+    #[test]
+    fn duplicates_in_store_and_batch_are_not_written() {
+        let stored = HashMap::from([("a".to_string(), 7i64)]);
+        let inputs = [
+            input(Some("a")),
+            input(Some("b")),
+            input(None),
+            input(Some("b")),
+        ];
+        let plan = plan_append("s", &inputs, 3, &stored, ExpectedVersion::Exact(3)).unwrap();
+        assert_eq!(plan.rows, vec![(1, 4), (2, 5)]);
+        assert_eq!(plan.new_version, 5);
+        assert_eq!(
+            plan.outcomes(&[10, 11]),
+            vec![
+                AppendOutcome::Duplicate { id: 7 },
+                AppendOutcome::Appended { id: 10, version: 4 },
+                AppendOutcome::Appended { id: 11, version: 5 },
+                AppendOutcome::Duplicate { id: 10 },
+            ]
+        );
+    }
+
+    #[test]
+    fn all_duplicate_batch_ignores_expected_version() {
+        let stored = HashMap::from([("a".to_string(), 1i64)]);
+        let plan = plan_append(
+            "s",
+            &[input(Some("a"))],
+            5,
+            &stored,
+            ExpectedVersion::NoStream,
+        );
+        assert!(plan.unwrap().is_empty());
+    }
+
+    #[test]
+    fn mismatched_expected_version_is_a_conflict() {
+        let err = plan_append::<i64, _>(
+            "s",
+            &[input(None)],
+            2,
+            &HashMap::new(),
+            ExpectedVersion::Exact(1),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Conflict {
+                actual: 2,
+                expected: ExpectedVersion::Exact(1),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn empty_keys_and_schema_version_zero_are_rejected() {
+        assert!(validate_input(&input(Some(""))).is_err());
+        assert!(validate_input(&AppendInput::new(json!(1)).schema_version(0)).is_err());
+        assert!(validate_input(&AppendInput::new(json!(1)).order_key("")).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! Codecs turn typed payloads into the SDK's one payload representation, JSON, and back.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Encodes `T` to a JSON value and decodes it back.
+pub trait Codec<T>: Send + Sync {
+    /// `T` as JSON.
+    fn encode(&self, value: &T) -> Result<Value, serde_json::Error>;
+    /// JSON (already upcast to the stream's schema version) as `T`.
+    fn decode(&self, value: Value) -> Result<T, serde_json::Error>;
+}
+
+/// The default codec: serde_json, for any `T: Serialize + DeserializeOwned`.
+///
+/// Integers keep their exact value (serde_json stores `u64`/`i64` without going through `f64`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for JsonCodec {
+    fn encode(&self, value: &T) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(value)
+    }
+
+    fn decode(&self, value: Value) -> Result<T, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+}

@@ -1,0 +1,229 @@
+//! Options for reading entries and listing streams.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default page size of reads and listings.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size a read or listing accepts.
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// Order of a read, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Direction {
+    /// Oldest first (the default).
+    #[default]
+    Ascending,
+    /// Newest first.
+    Descending,
+}
+
+/// Conditions an entry must meet to be read; all given conditions are ANDed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Filter {
+    /// Entry's order key equals this.
+    pub order_key: Option<String>,
+    /// Entry carries this tag.
+    pub tag: Option<String>,
+    /// Entry carries every one of these tags.
+    pub all_tags: Vec<String>,
+    /// For each pair, the entry's metadata has the key with exactly this value.
+    pub metadata: Vec<(String, String)>,
+    /// For each pair, the entry's annotations have the key with exactly this value.
+    pub annotations: Vec<(String, String)>,
+    /// Entry was created at or after this instant.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Entry was created strictly before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// How to read a stream: cursor, direction, page size and filters.
+///
+/// ```
+/// use ledger_core::{Direction, ReadOptions};
+/// let opts = ReadOptions::<i64>::new().after(41).descending().limit(10).tag("paid");
+/// assert_eq!(opts.direction, Direction::Descending);
+/// assert!(opts.validate().is_ok());
+/// assert!(ReadOptions::<i64>::new().limit(0).validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOptions<Id> {
+    /// Continue past this id in the read direction (descending: ids below it).
+    pub after: Option<Id>,
+    /// Read order.
+    pub direction: Direction,
+    /// Page size, 1..=[`MAX_LIMIT`].
+    pub limit: u32,
+    /// Conditions on the entries read.
+    pub filter: Filter,
+}
+
+impl<Id> Default for ReadOptions<Id> {
+    fn default() -> Self {
+        ReadOptions {
+            after: None,
+            direction: Direction::Ascending,
+            limit: DEFAULT_LIMIT,
+            filter: Filter::default(),
+        }
+    }
+}
+
+impl<Id> ReadOptions<Id> {
+    /// Ascending, from the start, [`DEFAULT_LIMIT`] entries, no filter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Continues past `id` in the read direction.
+    pub fn after(mut self, id: Id) -> Self {
+        self.after = Some(id);
+        self
+    }
+
+    /// Newest first.
+    pub fn descending(mut self) -> Self {
+        self.direction = Direction::Descending;
+        self
+    }
+
+    /// Page size (validated by [`ReadOptions::validate`]).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Only entries with this order key.
+    pub fn order_key(mut self, key: impl Into<String>) -> Self {
+        self.filter.order_key = Some(key.into());
+        self
+    }
+
+    /// Only entries with this tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.filter.tag = Some(tag.into());
+        self
+    }
+
+    /// Only entries with all these tags (adds to earlier calls).
+    pub fn all_tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.filter
+            .all_tags
+            .extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only entries whose metadata has `key` = `value` (repeatable, ANDed).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.filter.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Only entries whose annotations have `key` = `value` (repeatable, ANDed).
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.filter.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// Only entries created at or after `from`.
+    pub fn created_from(mut self, from: DateTime<Utc>) -> Self {
+        self.filter.created_from = Some(from);
+        self
+    }
+
+    /// Only entries created strictly before `before`.
+    pub fn created_before(mut self, before: DateTime<Utc>) -> Self {
+        self.filter.created_before = Some(before);
+        self
+    }
+
+    /// Checks the limit; every store calls this before reading.
+    pub fn validate(&self) -> Result<()> {
+        validate_limit(self.limit)
+    }
+}
+
+/// How to list the streams of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOptions {
+    /// Only streams whose id sorts strictly after this one (bytewise).
+    pub after: Option<String>,
+    /// Page size, 1..=[`MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions {
+            after: None,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl ListOptions {
+    /// From the start, [`DEFAULT_LIMIT`] streams.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only streams strictly after `stream`.
+    pub fn after(mut self, stream: impl Into<String>) -> Self {
+        self.after = Some(stream.into());
+        self
+    }
+
+    /// Page size.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Checks the limit; every store calls this before listing.
+    pub fn validate(&self) -> Result<()> {
+        validate_limit(self.limit)
+    }
+}
+
+fn validate_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Error::InvalidArgument(format!(
+            "limit {limit} is outside 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+impl Filter {
+    /// Whether `entry` meets every condition (the reference semantics for all stores).
+    pub fn matches<Id, P>(&self, entry: &crate::entry::Entry<Id, P>) -> bool {
+        self.order_key
+            .as_ref()
+            .is_none_or(|k| entry.order_key.as_ref() == Some(k))
+            && self.tag.as_ref().is_none_or(|t| entry.tags.contains(t))
+            && self.all_tags.iter().all(|t| entry.tags.contains(t))
+            && self
+                .metadata
+                .iter()
+                .all(|(k, v)| entry.metadata.get(k) == Some(v))
+            && self
+                .annotations
+                .iter()
+                .all(|(k, v)| entry.annotations.get(k) == Some(v))
+            && self.created_from.is_none_or(|t| entry.created_at >= t)
+            && self.created_before.is_none_or(|t| entry.created_at < t)
+    }
+}
+
+/// Whether a payload's JSON text contains `text`, ignoring ASCII case: the reference semantics
+/// of [`crate::Search`].
+pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {
+    let haystack = payload.to_string().to_ascii_lowercase();
+    haystack.contains(&text.to_ascii_lowercase())
+}
