@@ -1,0 +1,68 @@
+//! The change feed: one row per mutation, written in the mutation's transaction.
+//!
+//! Positions come from an `AUTOINCREMENT` key, assigned under SQLite's single write lock, so
+//! they are commit-ordered: a reader that has seen position `p` can never later find a newly
+//! committed record below `p` (gap safety for free).
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use ledger_core::append::now;
+use ledger_core::{Error, FeedRecord, Mutation, Result};
+
+use crate::backend_err;
+use crate::sql::Statements;
+
+/// Writes one feed record for `mutation` on `stream`.
+pub async fn record(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    stream: &str,
+    mutation: &Mutation<i64>,
+) -> Result<()> {
+    let text = serde_json::to_string(mutation).map_err(Error::Encode)?;
+    sqlx::query(&sql.insert_feed)
+        .bind(stream)
+        .bind(text)
+        .bind(now().timestamp_micros())
+        .execute(conn)
+        .await
+        .map_err(backend_err)?;
+    Ok(())
+}
+
+/// Up to `limit` records after `after`.
+pub async fn read(
+    pool: &SqlitePool,
+    sql: &Statements,
+    after: Option<u64>,
+    limit: u32,
+) -> Result<Vec<FeedRecord<i64>>> {
+    let after = i64::try_from(after.unwrap_or(0)).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "feed position {after:?} is beyond the largest position"
+        ))
+    })?;
+    let rows = sqlx::query(&sql.read_feed)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(backend_err)?;
+    rows.iter()
+        .map(|row| {
+            let position: i64 = row.get(0);
+            let text: &str = row.get(2);
+            let mutation = serde_json::from_str(text).map_err(|e| {
+                Error::backend(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("feed record {position} is invalid: {e}"),
+                ))
+            })?;
+            Ok(FeedRecord {
+                position: position as u64,
+                stream: row.get(1),
+                mutation,
+            })
+        })
+        .collect()
+}

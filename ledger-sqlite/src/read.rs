@@ -1,0 +1,105 @@
+//! Reads: filters to SQL (values always bound) and rows to entries.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
+
+/// Appends the conditions of `options` (cursor and filters), the order and the limit.
+pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions<i64>) {
+    let f = &options.filter;
+    if let Some(after) = options.after {
+        q.push(match options.direction {
+            Direction::Ascending => " AND id > ",
+            Direction::Descending => " AND id < ",
+        });
+        q.push_bind(after);
+    }
+    if let Some(key) = &f.order_key {
+        q.push(" AND order_key = ").push_bind(key.clone());
+    }
+    for tag in f.tag.iter().chain(&f.all_tags) {
+        q.push(" AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
+    // json_each instead of a JSON path: keys may contain dots or quotes.
+    for (column, pairs) in [("metadata", &f.metadata), ("annotations", &f.annotations)] {
+        for (key, value) in pairs {
+            q.push(format_args!(
+                " AND EXISTS (SELECT 1 FROM json_each({column}) WHERE key = "
+            ))
+            .push_bind(key.clone())
+            .push(" AND value = ")
+            .push_bind(value.clone())
+            .push(")");
+        }
+    }
+    if let Some(from) = f.created_from {
+        q.push(" AND created_at >= ")
+            .push_bind(from.timestamp_micros());
+    }
+    if let Some(before) = f.created_before {
+        q.push(" AND created_at < ")
+            .push_bind(before.timestamp_micros());
+    }
+    q.push(match options.direction {
+        Direction::Ascending => " ORDER BY id ASC LIMIT ",
+        Direction::Descending => " ORDER BY id DESC LIMIT ",
+    });
+    q.push_bind(i64::from(options.limit));
+}
+
+/// A `LIKE` pattern matching `text` literally anywhere (`\` escapes `%`, `_` and itself).
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+pub fn micros_to_time(micros: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| corrupt(format!("timestamp {micros} is out of range")))
+}
+
+fn corrupt(what: String) -> Error {
+    Error::backend(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("stored row is invalid: {what}"),
+    ))
+}
+
+fn json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{column}: {e}")))
+}
+
+/// Decodes a row selected with `Statements::read_columns`.
+pub fn entry_from_row(row: &SqliteRow) -> Result<Entry<i64>> {
+    let get = |i: usize| -> Result<&str> { row.try_get(i).map_err(crate::backend_err) };
+    let version: i64 = row.try_get(2).map_err(crate::backend_err)?;
+    let schema_version: i64 = row.try_get(6).map_err(crate::backend_err)?;
+    let updated_at: Option<i64> = row.try_get(11).map_err(crate::backend_err)?;
+    Ok(Entry {
+        id: row.try_get(0).map_err(crate::backend_err)?,
+        stream: get(1)?.to_owned(),
+        version: version as u64,
+        payload: json(get(3)?, "payload")?,
+        order_key: row.try_get(4).map_err(crate::backend_err)?,
+        dedup_key: row.try_get(5).map_err(crate::backend_err)?,
+        schema_version: schema_version as u32,
+        metadata: json(get(7)?, "metadata")?,
+        tags: json(get(8)?, "tags")?,
+        annotations: json(get(9)?, "annotations")?,
+        created_at: micros_to_time(row.try_get(10).map_err(crate::backend_err)?)?,
+        updated_at: updated_at.map(micros_to_time).transpose()?,
+    })
+}

@@ -1,0 +1,112 @@
+//! Schema of one store and its versioned migrations.
+//!
+//! A store named `t` owns four tables: `t` (entries), `t_streams` (each stream's version, which
+//! survives trimming), `t_feed` (the change feed) and `t_cursors` (named positions). Applied
+//! migrations are recorded per store in `ledger_migrations`; they run inside `BEGIN IMMEDIATE`, so
+//! two processes opening the same file at once apply each migration exactly once.
+
+use sqlx::SqlitePool;
+
+use ledger_core::Result;
+
+use crate::backend_err;
+
+/// `(version, description, statements)`; `{t}` stands for the validated table name.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "entries, streams, change feed and cursors",
+    r#"
+CREATE TABLE "{t}" (
+    -- AUTOINCREMENT: ids are never reused after a trim, so cursors stay valid.
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream         TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    payload        TEXT    NOT NULL,
+    order_key      TEXT,
+    dedup_key      TEXT,
+    schema_version INTEGER NOT NULL,
+    metadata       TEXT    NOT NULL DEFAULT '{}',
+    tags           TEXT    NOT NULL DEFAULT '[]',
+    annotations    TEXT    NOT NULL DEFAULT '{}',
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER,
+    UNIQUE (stream, version)
+);
+CREATE INDEX "{t}_stream_id" ON "{t}" (stream, id);
+CREATE UNIQUE INDEX "{t}_dedup" ON "{t}" (stream, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX "{t}_order_key" ON "{t}" (stream, order_key, id) WHERE order_key IS NOT NULL;
+CREATE TABLE "{t}_streams" (
+    stream  TEXT    PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE "{t}_feed" (
+    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream      TEXT    NOT NULL,
+    mutation    TEXT    NOT NULL,
+    recorded_at INTEGER NOT NULL
+);
+CREATE TABLE "{t}_cursors" (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+)];
+
+/// The newest schema version this crate knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Applies the migrations `table` is missing and records them.
+pub async fn migrate(pool: &SqlitePool, table: &str) -> Result<()> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(backend_err)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS ledger_migrations (
+            store       TEXT    NOT NULL,
+            version     INTEGER NOT NULL,
+            description TEXT    NOT NULL,
+            applied_at  INTEGER NOT NULL,
+            PRIMARY KEY (store, version)
+        ) WITHOUT ROWID",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_err)?;
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM ledger_migrations WHERE store = ?",
+    )
+    .bind(table)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend_err)?;
+    for &(version, description, sql) in MIGRATIONS {
+        if version <= applied {
+            continue;
+        }
+        let statements = sql.replace("{t}", table);
+        // One statement at a time: a multi-statement `raw_sql` future is not `Send`-general.
+        for statement in statements
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_err)?;
+        }
+        sqlx::query(
+            "INSERT INTO ledger_migrations (store, version, description, applied_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(description)
+        .bind(ledger_core::append::now().timestamp_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_err)?;
+    }
+    tx.commit().await.map_err(backend_err)
+}

@@ -1,0 +1,79 @@
+//! Statement texts of one store, built once from the validated table name.
+
+/// Every fixed statement a store runs, with its table names filled in.
+pub struct Statements {
+    pub table: String,
+    pub stream_version: String,
+    pub upsert_stream_version: String,
+    pub insert_entry_columns: String,
+    pub insert_feed: String,
+    pub read_columns: String,
+    pub count: String,
+    pub stat: String,
+    pub list_streams: String,
+    pub set_tags: String,
+    pub get_annotations: String,
+    pub set_annotations: String,
+    pub trim: String,
+    pub rename_entries: String,
+    pub rename_stream: String,
+    pub read_feed: String,
+    pub get_cursor: String,
+    pub set_cursor: String,
+}
+
+impl Statements {
+    pub fn new(t: &str) -> Self {
+        Statements {
+            table: t.to_owned(),
+            stream_version: format!(r#"SELECT version FROM "{t}_streams" WHERE stream = ?"#),
+            upsert_stream_version: format!(
+                r#"INSERT INTO "{t}_streams" (stream, version) VALUES (?, ?)
+                   ON CONFLICT (stream) DO UPDATE SET version = excluded.version"#
+            ),
+            insert_entry_columns: format!(
+                r#"INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
+                   schema_version, metadata, tags, created_at) "#
+            ),
+            insert_feed: format!(
+                r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES (?, ?, ?)"#
+            ),
+            read_columns: format!(
+                r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
+                   metadata, tags, annotations, created_at, updated_at FROM "{t}" WHERE "#
+            ),
+            count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE stream = ?"#),
+            stat: format!(
+                r#"SELECT COUNT(*), MIN(id), MAX(id),
+                   (SELECT version FROM "{t}_streams" WHERE stream = ?1)
+                   FROM "{t}" WHERE stream = ?1"#
+            ),
+            list_streams: format!(
+                r#"SELECT s.stream FROM "{t}_streams" s
+                   WHERE s.stream > ? AND EXISTS (SELECT 1 FROM "{t}" e WHERE e.stream = s.stream)
+                   ORDER BY s.stream LIMIT ?"#
+            ),
+            set_tags: format!(
+                r#"UPDATE "{t}" SET tags = ?, updated_at = ? WHERE stream = ? AND id = ?"#
+            ),
+            get_annotations: format!(
+                r#"SELECT annotations FROM "{t}" WHERE stream = ? AND id = ?"#
+            ),
+            set_annotations: format!(
+                r#"UPDATE "{t}" SET annotations = ?, updated_at = ? WHERE stream = ? AND id = ?"#
+            ),
+            trim: format!(r#"DELETE FROM "{t}" WHERE stream = ? AND id <= ?"#),
+            rename_entries: format!(r#"UPDATE "{t}" SET stream = ? WHERE stream = ?"#),
+            rename_stream: format!(r#"UPDATE "{t}_streams" SET stream = ? WHERE stream = ?"#),
+            read_feed: format!(
+                r#"SELECT position, stream, mutation FROM "{t}_feed"
+                   WHERE position > ? ORDER BY position LIMIT ?"#
+            ),
+            get_cursor: format!(r#"SELECT position FROM "{t}_cursors" WHERE name = ?"#),
+            set_cursor: format!(
+                r#"INSERT INTO "{t}_cursors" (name, position) VALUES (?, ?)
+                   ON CONFLICT (name) DO UPDATE SET position = MAX(position, excluded.position)"#
+            ),
+        }
+    }
+}

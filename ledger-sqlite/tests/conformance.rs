@@ -1,0 +1,35 @@
+//! The conformance suite and model test on SQLite: every test opens its own randomly named table
+//! in one shared database file, so tests also contend for the file like separate processes would.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ledger_core::Result;
+use ledger_core::testkit::StoreFactory;
+use ledger_sqlite::SqliteStore;
+
+struct Sqlite;
+
+fn database() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ledger-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir is writable");
+        dir.join("conformance.db")
+    })
+}
+
+#[async_trait::async_trait]
+impl StoreFactory for Sqlite {
+    type Store = SqliteStore;
+
+    async fn open(&self, table: &str) -> Result<SqliteStore> {
+        SqliteStore::builder()
+            .table(table)
+            .change_feed(true)
+            .open(database())
+            .await
+    }
+}
+
+ledger_core::conformance_tests!(Sqlite);
