@@ -70,7 +70,8 @@ pub async fn append_on(
 ) -> Result<Vec<AppendOutcome<i64>>> {
     let current = stream_version(conn, sql, stream).await?;
     let keys = dedup_keys(&inputs);
-    let stored = if keys.is_empty() {
+    // A stream that was never written holds no entries, so none of its keys can be taken.
+    let stored = if keys.is_empty() || current == 0 {
         HashMap::new()
     } else {
         stored_dedup_keys(conn, sql, stream, &keys).await?
@@ -97,8 +98,7 @@ pub async fn append_on(
         })
         .collect::<Result<Vec<_>>>()?;
 
-    let mut ids = vec![0i64; rows.len()];
-    let first_version = rows[0].version;
+    let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(&sql.insert_entry_columns);
         q.push_values(chunk, |mut b, row| {
@@ -112,13 +112,13 @@ pub async fn append_on(
                 .push_bind(row.tags.as_str())
                 .push_bind(micros);
         });
-        // RETURNING rows come in no guaranteed order: place each id by its version.
-        q.push(" RETURNING id, version");
-        let returned = q.build().fetch_all(&mut *conn).await.map_err(backend_err)?;
-        for r in returned {
-            let version: i64 = r.get(1);
-            ids[(version - first_version) as usize] = r.get(0);
-        }
+        let done = q.build().execute(&mut *conn).await.map_err(backend_err)?;
+        // One statement under the write lock: AUTOINCREMENT gives its rows consecutive ids in
+        // VALUES order, ending at the last inserted rowid (cheaper than RETURNING every row).
+        let last = done.last_insert_rowid();
+        let n = chunk.len() as i64;
+        debug_assert_eq!(done.rows_affected(), n as u64);
+        ids.extend(last - n + 1..=last);
     }
 
     sqlx::query(&sql.upsert_stream_version)

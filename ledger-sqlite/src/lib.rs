@@ -621,3 +621,8 @@ impl Health for SqliteStore {
         Ok(())
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

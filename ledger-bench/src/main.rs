@@ -1,0 +1,68 @@
+//! `cargo xtask bench`: throughput of ledger against a raw sqlx baseline writing and reading the
+//! same rows in the same run, reported as ratios in `BENCHMARKS.md`.
+//!
+//! Each workload runs `REPEATS` times, alternating baseline and ledger, on fresh files; the
+//! report gives medians. `--quick` shrinks every workload (for checking the harness, not for
+//! numbers).
+
+mod report;
+mod sqlite;
+mod workload;
+
+use std::path::PathBuf;
+
+use report::Report;
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Single-entry appends (one commit each).
+    pub single_appends: usize,
+    /// Batches of `batch` entries for the batched-append workload.
+    pub batches: usize,
+    /// Entries per batch.
+    pub batch: usize,
+    /// Entries read back by cursor pagination.
+    pub read_entries: usize,
+    /// Page size of the cursor reads.
+    pub page: u32,
+    /// Repetitions of each measurement.
+    pub repeats: usize,
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes = if quick {
+        Sizes {
+            single_appends: 500,
+            batches: 20,
+            batch: 100,
+            read_entries: 20_000,
+            page: 1_000,
+            repeats: 1,
+        }
+    } else {
+        Sizes {
+            single_appends: 5_000,
+            batches: 200,
+            batch: 100,
+            read_entries: 1_000_000,
+            page: 1_000,
+            repeats: 3,
+        }
+    };
+    let mut report = Report::new(sizes, quick);
+    if let Err(e) = sqlite::run(sizes, &mut report).await {
+        eprintln!("bench: sqlite failed: {e}");
+        std::process::exit(1);
+    }
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    let text = report.render();
+    if quick {
+        println!("{text}\n(--quick: BENCHMARKS.md not written)");
+    } else {
+        std::fs::write(&out, &text).expect("BENCHMARKS.md is writable");
+        println!("{text}\nwrote {}", out.display());
+    }
+}

@@ -1,0 +1,352 @@
+//! SQLite: ledger's `SqliteStore` against hand-written sqlx statements on the same schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ledger_core::{ExpectedVersion, ReadOptions, Store};
+use ledger_sqlite::SqliteStore;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::Sizes;
+use crate::report::{Report, Row as ReportRow};
+use crate::workload::{dedup_key, input, median, metadata, payload};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The baseline's table: the columns and indexes a careful hand-written event table has.
+const RAW_SCHEMA: &str = r#"
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, version INTEGER NOT NULL,
+    payload TEXT NOT NULL, order_key TEXT, dedup_key TEXT, schema_version INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '[]',
+    annotations TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, updated_at INTEGER,
+    UNIQUE (stream, version));
+CREATE INDEX events_stream_id ON events (stream, id);
+CREATE UNIQUE INDEX events_dedup ON events (stream, dedup_key) WHERE dedup_key IS NOT NULL;
+"#;
+
+const INSERT: &str = "INSERT INTO events (stream, version, payload, dedup_key, schema_version, \
+                      metadata, created_at) ";
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+}
+
+async fn raw_pool(path: &Path) -> Result<SqlitePool> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect_options(path))
+        .await?;
+    sqlx::raw_sql(RAW_SCHEMA).execute(&pool).await?;
+    Ok(pool)
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ledger-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir is writable");
+        Scratch(dir)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("bench.db")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn rate(events: usize, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64()
+}
+
+async fn raw_single(sizes: Sizes) -> Result<f64> {
+    let scratch = Scratch::new("raw-single");
+    let pool = raw_pool(&scratch.db()).await?;
+    let started = Instant::now();
+    for n in 0..sizes.single_appends {
+        sqlx::query(&format!("{INSERT} VALUES (?, ?, ?, ?, 1, ?, ?)"))
+            .bind(format!("s-{:03}", n % 100))
+            .bind((n / 100 + 1) as i64)
+            .bind(serde_json::to_string(&payload(n))?)
+            .bind(dedup_key(n))
+            .bind(serde_json::to_string(&metadata(n))?)
+            .bind(now_micros())
+            .execute(&pool)
+            .await?;
+    }
+    Ok(rate(sizes.single_appends, started.elapsed()))
+}
+
+async fn ledger_single(sizes: Sizes) -> Result<f64> {
+    let scratch = Scratch::new("ledger-single");
+    let store = SqliteStore::open(scratch.db()).await?;
+    let started = Instant::now();
+    for n in 0..sizes.single_appends {
+        let stream = format!("s-{:03}", n % 100);
+        store
+            .append(&stream, vec![input(n)], ExpectedVersion::Any)
+            .await?;
+    }
+    Ok(rate(sizes.single_appends, started.elapsed()))
+}
+
+/// Stream of batch `b`: a new one per batch, or round-robin over `streams` existing ones.
+fn batch_stream(b: usize, streams: Option<usize>) -> String {
+    format!("b-{:05}", streams.map_or(b, |n| b % n))
+}
+
+async fn raw_batched(sizes: Sizes, streams: Option<usize>) -> Result<f64> {
+    let scratch = Scratch::new("raw-batched");
+    let pool = raw_pool(&scratch.db()).await?;
+    let started = Instant::now();
+    for b in 0..sizes.batches {
+        let stream = batch_stream(b, streams);
+        // The baseline knows each stream's version without asking.
+        let base = streams.map_or(0, |n| (b / n) * sizes.batch);
+        let rows: Vec<(usize, String, String)> = (0..sizes.batch)
+            .map(|i| {
+                let n = b * sizes.batch + i;
+                let p = serde_json::to_string(&payload(n)).expect("payload encodes");
+                let m = serde_json::to_string(&metadata(n)).expect("metadata encodes");
+                (i, p, m)
+            })
+            .collect();
+        let created_at = now_micros();
+        let mut q = QueryBuilder::<Sqlite>::new(INSERT);
+        q.push_values(&rows, |mut r, (i, p, m)| {
+            r.push_bind(&stream)
+                .push_bind((base + i + 1) as i64)
+                .push_bind(p)
+                .push_bind(dedup_key(b * sizes.batch + i))
+                .push_bind(1i64)
+                .push_bind(m)
+                .push_bind(created_at);
+        });
+        q.build().execute(&pool).await?;
+    }
+    Ok(rate(sizes.batches * sizes.batch, started.elapsed()))
+}
+
+async fn ledger_batched(sizes: Sizes, streams: Option<usize>, change_feed: bool) -> Result<f64> {
+    let scratch = Scratch::new("ledger-batched");
+    let store = SqliteStore::builder()
+        .change_feed(change_feed)
+        .open(scratch.db())
+        .await?;
+    let started = Instant::now();
+    for b in 0..sizes.batches {
+        let inputs = (0..sizes.batch)
+            .map(|i| input(b * sizes.batch + i))
+            .collect();
+        let expected = match streams {
+            None => ExpectedVersion::NoStream,
+            Some(n) => ExpectedVersion::Exact(((b / n) * sizes.batch) as u64),
+        };
+        store
+            .append(&batch_stream(b, streams), inputs, expected)
+            .await?;
+    }
+    Ok(rate(sizes.batches * sizes.batch, started.elapsed()))
+}
+
+/// What the baseline decodes each row into: the same fields ledger returns.
+#[allow(dead_code)]
+struct RawEntry {
+    id: i64,
+    stream: String,
+    version: i64,
+    payload: Value,
+    order_key: Option<String>,
+    dedup_key: Option<String>,
+    schema_version: i64,
+    metadata: BTreeMap<String, String>,
+    tags: BTreeSet<String>,
+    annotations: BTreeMap<String, String>,
+    created_at: DateTime<Utc>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+async fn raw_read(pool: &SqlitePool, sizes: Sizes) -> Result<f64> {
+    let sql = "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, \
+               metadata, tags, annotations, created_at, updated_at FROM ledger_entries \
+               WHERE stream = ? AND id > ? ORDER BY id LIMIT ?";
+    let started = Instant::now();
+    let (mut after, mut seen) = (0i64, 0usize);
+    loop {
+        let rows = sqlx::query(sql)
+            .bind("big")
+            .bind(after)
+            .bind(i64::from(sizes.page))
+            .fetch_all(pool)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let e = RawEntry {
+                id: row.get(0),
+                stream: row.get(1),
+                version: row.get(2),
+                payload: serde_json::from_str(row.get(3))?,
+                order_key: row.get(4),
+                dedup_key: row.get(5),
+                schema_version: row.get(6),
+                metadata: serde_json::from_str(row.get(7))?,
+                tags: serde_json::from_str(row.get(8))?,
+                annotations: serde_json::from_str(row.get(9))?,
+                created_at: DateTime::from_timestamp_micros(row.get(10)).ok_or("bad time")?,
+                updated_at: row
+                    .get::<Option<i64>, _>(11)
+                    .and_then(DateTime::from_timestamp_micros),
+            };
+            after = e.id;
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, sizes.read_entries, "baseline read every entry");
+    Ok(rate(seen, started.elapsed()))
+}
+
+async fn ledger_read(store: &SqliteStore, sizes: Sizes) -> Result<f64> {
+    let started = Instant::now();
+    let (mut after, mut seen) = (None, 0usize);
+    loop {
+        let mut options = ReadOptions::new().limit(sizes.page);
+        options.after = after;
+        let page = store.read("big", &options).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen += page.len();
+    }
+    assert_eq!(seen, sizes.read_entries, "ledger read every entry");
+    Ok(rate(seen, started.elapsed()))
+}
+
+async fn sqlite_version() -> Result<String> {
+    let pool = SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    Ok(sqlx::query_scalar("SELECT sqlite_version()")
+        .fetch_one(&pool)
+        .await?)
+}
+
+/// Runs every SQLite workload and adds its rows and settings to `report`.
+pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
+    report.setting(
+        "SQLite",
+        format!(
+            "{} (bundled by libsqlite3-sys), one file per run in the temp dir, journal_mode=WAL, \
+         synchronous=NORMAL, busy_timeout 30 s, pool of 4 connections for both systems",
+            sqlite_version().await?
+        ),
+    );
+    report.setting(
+        "machine",
+        format!(
+            "{} CPUs, {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            std::env::consts::ARCH
+        ),
+    );
+
+    let (mut raw, mut led) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.repeats {
+        raw.push(raw_single(sizes).await?);
+        led.push(ledger_single(sizes).await?);
+    }
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: "append, 1 entry per commit, dedup key".into(),
+        baseline: "1 INSERT per entry (autocommit)".into(),
+        raw_eps: median(raw),
+        ledger_eps: median(led),
+        target: None,
+    });
+
+    let (mut raw, mut led, mut feed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_existing, mut led_existing) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.repeats {
+        raw.push(raw_batched(sizes, None).await?);
+        led.push(ledger_batched(sizes, None, false).await?);
+        feed.push(ledger_batched(sizes, None, true).await?);
+        raw_existing.push(raw_batched(sizes, Some(10)).await?);
+        led_existing.push(ledger_batched(sizes, Some(10), false).await?);
+    }
+    let raw = median(raw);
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!("append, batches of {}, dedup keys", sizes.batch),
+        baseline: "1 multi-row INSERT per batch".into(),
+        raw_eps: raw,
+        ledger_eps: median(led),
+        target: Some(0.8),
+    });
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!(
+            "append, batches of {}, dedup keys, change feed on",
+            sizes.batch
+        ),
+        baseline: "1 multi-row INSERT per batch".into(),
+        raw_eps: raw,
+        ledger_eps: median(feed),
+        target: None,
+    });
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!(
+            "append, batches of {} to 10 existing streams, dedup keys, Exact",
+            sizes.batch
+        ),
+        baseline: "1 multi-row INSERT per batch".into(),
+        raw_eps: median(raw_existing),
+        ledger_eps: median(led_existing),
+        target: Some(0.8),
+    });
+
+    let scratch = Scratch::new("read");
+    let store = SqliteStore::open(scratch.db()).await?;
+    for chunk in (0..sizes.read_entries).collect::<Vec<_>>().chunks(5_000) {
+        let inputs = chunk.iter().map(|&n| input(n)).collect();
+        store.append("big", inputs, ExpectedVersion::Any).await?;
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect_options(&scratch.db()))
+        .await?;
+    let (mut raw, mut led) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.repeats {
+        raw.push(raw_read(&pool, sizes).await?);
+        led.push(ledger_read(&store, sizes).await?);
+    }
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!(
+            "read {} entries, cursor pages of {}",
+            sizes.read_entries, sizes.page
+        ),
+        baseline: "SELECT … WHERE stream = ? AND id > ? LIMIT, same decoding".into(),
+        raw_eps: median(raw),
+        ledger_eps: median(led),
+        target: Some(0.8),
+    });
+    Ok(())
+}
