@@ -8,7 +8,11 @@ use ledger_core::Result;
 use ledger_core::testkit::StoreFactory;
 use ledger_sqlite::SqliteStore;
 
+/// Every capability, change feed included.
 struct Sqlite;
+
+/// The default configuration: no change feed, so feed behaviours must answer `NotSupported`.
+struct SqliteWithoutFeed;
 
 fn database() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -32,4 +36,19 @@ impl StoreFactory for Sqlite {
     }
 }
 
-ledger_core::conformance_tests!(Sqlite);
+#[async_trait::async_trait]
+impl StoreFactory for SqliteWithoutFeed {
+    type Store = SqliteStore;
+
+    async fn open(&self, table: &str) -> Result<SqliteStore> {
+        SqliteStore::builder().table(table).open(database()).await
+    }
+}
+
+mod with_change_feed {
+    ledger_core::conformance_tests!(super::Sqlite);
+}
+
+mod without_change_feed {
+    ledger_core::conformance_tests!(super::SqliteWithoutFeed);
+}
