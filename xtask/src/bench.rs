@@ -1,9 +1,18 @@
-//! `cargo xtask bench`: runs the benchmark binaries in release mode.
+//! `cargo xtask bench`: runs the benchmark binary in release mode against durable servers.
 
 use crate::Result;
+use crate::services::{self, Mode};
 
 pub fn run(args: &[String]) -> Result {
+    // Benchmarks need the servers' durable defaults, not the test settings.
+    services::down()?;
+    let urls = services::up(Mode::Durable)?;
+    for (var, url) in &urls {
+        // SAFETY: xtask is single-threaded here; no other thread reads the environment.
+        unsafe { std::env::set_var(var, url) };
+    }
     let mut cargo_args = vec!["run", "--release", "--package", "ledger-bench", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
-    crate::run("cargo", &cargo_args)
+    let measured = crate::run("cargo", &cargo_args);
+    measured.and(services::down())
 }

@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod services;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -20,6 +21,12 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("test") => test(),
         Some("bench") => bench::run(&args[1..]),
+        Some("services") => match args.get(1).map(String::as_str) {
+            Some("up") => services::up(services::Mode::Test).map(drop),
+            Some("down") => services::down(),
+            Some("status") => services::status(),
+            _ => Err(USAGE.to_owned()),
+        },
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -31,7 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci|test|bench [--quick]>";
+const USAGE: &str = "usage: cargo xtask <ci | test | bench [--quick] | services <up|down|status>>";
 
 /// The workspace root (the parent of this crate's directory).
 fn root() -> PathBuf {
@@ -82,6 +89,15 @@ fn ci() -> Result {
     test()
 }
 
+/// Brings the services up, runs every test with their URLs exported, and brings them down
+/// again whatever the tests did.
 fn test() -> Result {
-    run("cargo", &["test", "--workspace", "--all-features"])
+    let urls = services::up(services::Mode::Test)?;
+    for (var, url) in &urls {
+        // SAFETY: xtask is single-threaded here; no other thread reads the environment.
+        unsafe { std::env::set_var(var, url) };
+    }
+    let tested = run("cargo", &["test", "--workspace", "--all-features"]);
+    let stopped = services::down();
+    tested.and(stopped)
 }
