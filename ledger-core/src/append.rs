@@ -6,7 +6,7 @@
 //! `(stream, version)` and `(stream, dedup_key)` uniqueness, so a racing writer fails instead of
 //! writing twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -36,7 +36,35 @@ pub fn validate_input<P>(input: &AppendInput<P>) -> Result<()> {
             "order key must not be empty (use None for no key)".into(),
         ));
     }
+    let keys = input.order_key.iter().chain(&input.dedup_key);
+    let metadata = input.metadata.iter().flat_map(|(k, v)| [k, v]);
+    keys.chain(metadata)
+        .try_for_each(|text| no_nul("a key or metadata", text))?;
+    validate_tags(&input.tags)
+}
+
+/// Text that databases store as text (keys, metadata, tags, annotations) must not contain NUL,
+/// which PostgreSQL and others cannot store. Payload strings may (they are JSON-escaped).
+fn no_nul(what: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "{what} contains U+0000 (NUL), which cannot be stored: {text:?}"
+        )));
+    }
     Ok(())
+}
+
+/// Checks tags for [`crate::Store::set_tags`] and appends: no NUL.
+pub fn validate_tags(tags: &BTreeSet<String>) -> Result<()> {
+    tags.iter().try_for_each(|t| no_nul("a tag", t))
+}
+
+/// Checks changes for [`crate::Store::set_annotations`]: no NUL in keys or values.
+pub fn validate_annotations(changes: &BTreeMap<String, Option<String>>) -> Result<()> {
+    changes
+        .iter()
+        .flat_map(|(k, v)| std::iter::once(k).chain(v))
+        .try_for_each(|text| no_nul("an annotation", text))
 }
 
 /// Checks a stream id and every input of a batch, before any database work.
@@ -161,6 +189,21 @@ pub fn merge_annotations(
             }
         }
     }
+}
+
+/// A SQL `LIKE` pattern matching `text` literally anywhere: `%`, `_` and `\` are escaped with
+/// `\` (use `ESCAPE '\'`).
+pub fn like_contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 #[cfg(test)]

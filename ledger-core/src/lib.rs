@@ -49,6 +49,7 @@ mod codec;
 mod entry;
 mod error;
 mod feed;
+mod lifecycle;
 mod memory;
 mod name;
 mod read;
@@ -63,6 +64,7 @@ pub use codec::{Codec, JsonCodec};
 pub use entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
 pub use error::{Error, Result};
 pub use feed::{FeedRecord, Mutation};
+pub use lifecycle::Lifecycle;
 pub use memory::MemoryStore;
 pub use name::{MAX_STREAM_LEN, MAX_TABLE_LEN, validate_stream_id, validate_table_name};
 pub use read::{

@@ -5,15 +5,18 @@
 //! backends, so the model test can compare them directly.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::append::{dedup_keys, merge_annotations, now, plan_append, validate_append};
+use crate::append::{
+    dedup_keys, merge_annotations, now, plan_append, validate_annotations, validate_append,
+    validate_tags,
+};
 use crate::entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
 use crate::error::{Error, Result};
 use crate::feed::{FeedRecord, Mutation};
+use crate::lifecycle::Lifecycle;
 use crate::name::validate_stream_id;
 use crate::read::{Direction, ListOptions, ReadOptions, payload_contains};
 use crate::store::{Capabilities, ChangeFeed, CursorStore, Health, Search, Store};
@@ -55,8 +58,7 @@ impl State {
 
 struct Inner {
     state: Mutex<State>,
-    closed: AtomicBool,
-    commits: tokio::sync::watch::Sender<u64>,
+    lifecycle: Lifecycle,
 }
 
 /// An in-memory store with every capability. Clones share the same data.
@@ -97,24 +99,21 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
-                closed: AtomicBool::new(false),
-                commits: tokio::sync::watch::Sender::new(0),
+                lifecycle: Lifecycle::new(),
             }),
         }
     }
 
     /// The state, if the store is open.
     fn state(&self) -> Result<MutexGuard<'_, State>> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::StoreClosed);
-        }
+        self.inner.lifecycle.check_open()?;
         // A panic while holding the lock cannot leave a half-applied mutation: every mutation
         // validates first and changes state last, so a poisoned lock is still consistent.
         Ok(self.inner.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn committed(&self) {
-        self.inner.commits.send_modify(|n| *n += 1);
+        self.inner.lifecycle.committed();
     }
 
     fn select(
@@ -259,6 +258,7 @@ impl Store for MemoryStore {
     async fn set_tags(&self, stream: &str, id: &i64, tags: BTreeSet<String>) -> Result<()> {
         let mut state = self.state()?;
         validate_stream_id(stream)?;
+        validate_tags(&tags)?;
         let updated_at = now();
         let entry = state.entry_mut(stream, *id)?;
         entry.tags = tags.clone();
@@ -282,6 +282,7 @@ impl Store for MemoryStore {
     ) -> Result<()> {
         let mut state = self.state()?;
         validate_stream_id(stream)?;
+        validate_annotations(&changes)?;
         let updated_at = now();
         let entry = state.entry_mut(stream, *id)?;
         merge_annotations(&mut entry.annotations, &changes);
@@ -339,12 +340,12 @@ impl Store for MemoryStore {
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.lifecycle.close();
         Ok(())
     }
 
     fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Some(self.inner.commits.subscribe())
+        Some(self.inner.lifecycle.commits())
     }
 
     fn as_search(&self) -> Option<&dyn Search<Id = i64>> {

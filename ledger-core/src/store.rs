@@ -59,7 +59,7 @@ pub struct Capabilities {
     pub annotations: bool,
     /// `rename_stream` is supported.
     pub rename: bool,
-    /// [`Search`] is offered (see [`Store::search`]).
+    /// [`Search`] is offered (see [`Search::search`]).
     pub search: bool,
     /// [`ChangeFeed`] is offered and enabled, with this ordering.
     pub change_feed: Option<FeedOrder>,

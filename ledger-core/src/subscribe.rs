@@ -5,6 +5,11 @@
 //! waits for the store's commit signal ([`Store::commits`]) or the poll interval, whichever comes
 //! first; the interval also covers writers in other processes. Correctness rests on the store's
 //! read guarantee: ids within a stream, and feed positions, become visible in order.
+//!
+//! A read that fails with [`Error::Backend`] (a dropped connection, a restarting server) is
+//! retried from the same cursor with growing pauses, so the subscription resumes without loss or
+//! duplicate; set [`SubscribeOptions::retry_backend_errors`] to `false` to receive such errors
+//! instead. Any other error is yielded and ends the subscription.
 
 use std::time::Duration;
 
@@ -24,6 +29,8 @@ pub struct SubscribeOptions {
     pub poll_interval: Duration,
     /// Page size of each read, 1..=10 000.
     pub batch: u32,
+    /// Retry reads that fail with [`Error::Backend`] instead of ending (default `true`).
+    pub retry_backend_errors: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -31,6 +38,7 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             poll_interval: Duration::from_millis(500),
             batch: 500,
+            retry_backend_errors: true,
         }
     }
 }
@@ -54,6 +62,29 @@ async fn wait_for_commit(
         }
         None => tokio::time::sleep(poll_interval).await,
     }
+}
+
+/// Longest pause between retries of a failing read.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+
+/// Decides what a failed read does: `Some(error)` ends the subscription with it, `None` means
+/// the pause was taken and the read should be retried.
+async fn on_read_error(
+    error: Error,
+    options: &SubscribeOptions,
+    failures: &mut u32,
+) -> Option<Error> {
+    if !(options.retry_backend_errors && matches!(error, Error::Backend(_))) {
+        return Some(error);
+    }
+    *failures += 1;
+    let pause = options
+        .poll_interval
+        .saturating_mul(1 << (*failures - 1).min(16))
+        .min(MAX_RETRY_PAUSE);
+    tracing::warn!(%error, failures = *failures, ?pause, "subscription read failed; retrying");
+    tokio::time::sleep(pause).await;
+    None
 }
 
 /// Forgets commits signalled so far, so that a later wait only wakes for new ones.
@@ -82,6 +113,7 @@ where
         options: SubscribeOptions,
         signal: Option<tokio::sync::watch::Receiver<u64>>,
         failed: bool,
+        failures: u32,
     }
     if let Err(e) = validate_stream_id(&stream) {
         return stream::once(async { Err(e) }).boxed();
@@ -95,6 +127,7 @@ where
         options,
         signal,
         failed: false,
+        failures: 0,
     };
     stream::unfold(state, |mut st| async move {
         if st.failed {
@@ -104,10 +137,16 @@ where
             mark_seen(&mut st.signal);
             let mut opts = ReadOptions::new().limit(st.options.batch);
             opts.after = st.cursor.clone();
-            match st.store.read(&st.stream, &opts).await {
+            let page = st.store.read(&st.stream, &opts).await;
+            if page.is_ok() {
+                st.failures = 0;
+            }
+            match page {
                 Err(e) => {
-                    st.failed = true;
-                    return Some((vec![Err(e)], st));
+                    if let Some(e) = on_read_error(e, &st.options, &mut st.failures).await {
+                        st.failed = true;
+                        return Some((vec![Err(e)], st));
+                    }
                 }
                 Ok(page) if page.is_empty() => {
                     wait_for_commit(&mut st.signal, st.options.poll_interval).await;
@@ -147,6 +186,7 @@ where
         options: SubscribeOptions,
         signal: Option<tokio::sync::watch::Receiver<u64>>,
         failed: bool,
+        failures: u32,
     }
     let signal = store.commits();
     let state = State {
@@ -155,6 +195,7 @@ where
         options,
         signal,
         failed: false,
+        failures: 0,
     };
     stream::unfold(state, |mut st| async move {
         if st.failed {
@@ -166,10 +207,15 @@ where
                 None => Err(Error::NotSupported("this store has no change feed".into())),
                 Some(feed) => feed.read_feed(st.after, st.options.batch).await,
             };
+            if page.is_ok() {
+                st.failures = 0;
+            }
             match page {
                 Err(e) => {
-                    st.failed = true;
-                    return Some((vec![Err(e)], st));
+                    if let Some(e) = on_read_error(e, &st.options, &mut st.failures).await {
+                        st.failed = true;
+                        return Some((vec![Err(e)], st));
+                    }
                 }
                 Ok(page) if page.is_empty() => {
                     wait_for_commit(&mut st.signal, st.options.poll_interval).await;

@@ -53,18 +53,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use ledger_core::append::{merge_annotations, now, validate_append};
+use ledger_core::append::{
+    merge_annotations, now, validate_annotations, validate_append, validate_tags,
+};
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
-    ExpectedVersion, FeedRecord, Health, ListOptions, Mutation, ReadOptions, Result, Search, Store,
-    StreamStat, validate_stream_id, validate_table_name,
+    ExpectedVersion, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions, Result,
+    Search, Store, StreamStat, validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -153,8 +154,7 @@ impl SqliteStoreBuilder {
                 pool,
                 change_feed: self.change_feed,
                 write_gate: tokio::sync::Mutex::new(()),
-                closed: AtomicBool::new(false),
-                commits: tokio::sync::watch::Sender::new(0),
+                lifecycle: Lifecycle::new(),
             }),
         })
     }
@@ -166,8 +166,7 @@ struct Inner {
     change_feed: bool,
     /// Queues this process's writers so they do not contend for SQLite's lock by polling.
     write_gate: tokio::sync::Mutex<()>,
-    closed: AtomicBool,
-    commits: tokio::sync::watch::Sender<u64>,
+    lifecycle: Lifecycle,
 }
 
 /// A ledger store on SQLite. Clones share the pool and state.
@@ -256,15 +255,11 @@ impl SqliteStore {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            Err(Error::StoreClosed)
-        } else {
-            Ok(())
-        }
+        self.inner.lifecycle.check_open()
     }
 
     fn committed(&self) {
-        self.inner.commits.send_modify(|n| *n += 1);
+        self.inner.lifecycle.committed();
     }
 
     /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`), committing on success.
@@ -311,7 +306,7 @@ impl SqliteStore {
         };
         if let Some(text) = text {
             q.push(r" AND payload LIKE ")
-                .push_bind(read::contains_pattern(text))
+                .push_bind(ledger_core::append::like_contains_pattern(text))
                 .push(r" ESCAPE '\'");
         }
         read::push_conditions(&mut q, options);
@@ -410,6 +405,7 @@ impl Store for SqliteStore {
     async fn set_tags(&self, stream: &str, id: &i64, tags: BTreeSet<String>) -> Result<()> {
         self.check_open()?;
         validate_stream_id(stream)?;
+        validate_tags(&tags)?;
         let id = *id;
         let text = serde_json::to_string(&tags).map_err(Error::Encode)?;
         self.write(async |conn| {
@@ -443,6 +439,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         self.check_open()?;
         validate_stream_id(stream)?;
+        validate_annotations(&changes)?;
         let id = *id;
         // Read-merge-write is safe: the write lock is held from BEGIN IMMEDIATE to COMMIT.
         self.write(async |conn| {
@@ -526,12 +523,12 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.lifecycle.close();
         Ok(())
     }
 
     fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Some(self.inner.commits.subscribe())
+        Some(self.inner.lifecycle.commits())
     }
 
     fn as_search(&self) -> Option<&dyn Search<Id = i64>> {

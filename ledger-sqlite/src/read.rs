@@ -52,20 +52,6 @@ pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions<i
     q.push_bind(i64::from(options.limit));
 }
 
-/// A `LIKE` pattern matching `text` literally anywhere (`\` escapes `%`, `_` and itself).
-pub fn contains_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 pub fn micros_to_time(micros: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| corrupt(format!("timestamp {micros} is out of range")))

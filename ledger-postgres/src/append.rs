@@ -1,0 +1,196 @@
+//! Appends: the per-stream lock, dedup lookup, version check and one multi-row insert.
+//!
+//! The stream's row in `t_streams` is upserted and locked first (`ON CONFLICT DO UPDATE` takes a
+//! row lock held until COMMIT), so concurrent appenders to one stream, from any connection or
+//! process, queue there and each sees the version its predecessor committed: expected-version
+//! checks cannot race. Ids are allocated while the lock is held, so within a stream ascending ids
+//! are ascending versions and commit order. Appends to different streams do not wait for each
+//! other (unless the change feed is on; see feed.rs).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use ledger_core::append::{dedup_keys, now, plan_append};
+use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
+
+use crate::backend_err;
+use crate::sql::Statements;
+
+/// Locks the stream's row (creating it at version 0) and returns its version.
+pub async fn lock_stream(conn: &mut PgConnection, sql: &Statements, stream: &str) -> Result<u64> {
+    let version: i64 = sqlx::query_scalar(&sql.lock_stream)
+        .bind(stream)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    Ok(version as u64)
+}
+
+/// Whether a JSON value holds U+0000 in a string or key, which JSONB cannot store.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The value with every U+0000 in strings and keys replaced by U+FFFD (what JSONB can hold).
+fn without_nul(v: &Value) -> Value {
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    match v {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (clean(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Appends inside the caller's transaction; see [`crate::PostgresStore::append_in`].
+pub async fn append_on(
+    conn: &mut PgConnection,
+    sql: &Statements,
+    change_feed: bool,
+    stream: &str,
+    inputs: Vec<AppendInput>,
+    expected: ExpectedVersion,
+) -> Result<Vec<AppendOutcome<i64>>> {
+    let current = lock_stream(conn, sql, stream).await?;
+    let keys = dedup_keys(&inputs);
+    // A stream that was never written holds no entries, so none of its keys can be taken.
+    let stored: HashMap<String, i64> = if keys.is_empty() || current == 0 {
+        HashMap::new()
+    } else {
+        sqlx::query_as(&sql.dedup_lookup)
+            .bind(stream)
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend_err)?
+            .into_iter()
+            .collect()
+    };
+    let plan = plan_append(stream, &inputs, current, &stored, expected)?;
+    if plan.is_empty() {
+        return Ok(plan.outcomes(&[]));
+    }
+
+    let mut ids: Vec<i64> = sqlx::query_scalar(&sql.allocate_ids)
+        .bind(plan.rows.len() as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    // Sequence values are distinct; sorted, they give ascending ids to ascending versions.
+    ids.sort_unstable();
+
+    let n = plan.rows.len();
+    let created_at = now();
+    let mut columns = Columns::with_capacity(n);
+    for &(index, version) in &plan.rows {
+        columns.push(&inputs[index], version)?;
+    }
+    let statement = if change_feed {
+        &sql.insert_entries_with_feed
+    } else {
+        &sql.insert_entries
+    };
+    let mut query = sqlx::query(statement)
+        .bind(stream)
+        .bind(created_at)
+        .bind(&ids)
+        .bind(&columns.versions)
+        .bind(&columns.payloads)
+        .bind(&columns.order_keys)
+        .bind(&columns.dedup_keys)
+        .bind(&columns.schema_versions)
+        .bind(&columns.metadata)
+        .bind(&columns.tags)
+        .bind(plan.new_version as i64)
+        .bind(&sql.channel)
+        .bind(&columns.exact_payloads);
+    let feed_text;
+    if change_feed {
+        let entries = plan
+            .rows
+            .iter()
+            .zip(&ids)
+            .map(|(&(index, version), &id)| {
+                let input = &inputs[index];
+                Entry {
+                    id,
+                    stream: stream.to_owned(),
+                    version,
+                    payload: input.payload.clone(),
+                    order_key: input.order_key.clone(),
+                    dedup_key: input.dedup_key.clone(),
+                    schema_version: input.schema_version,
+                    metadata: input.metadata.clone(),
+                    tags: input.tags.clone(),
+                    annotations: BTreeMap::new(),
+                    created_at,
+                    updated_at: None,
+                }
+            })
+            .collect();
+        feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(Error::Encode)?;
+        query = query.bind(&feed_text);
+    }
+    query.execute(&mut *conn).await.map_err(backend_err)?;
+    Ok(plan.outcomes(&ids))
+}
+
+/// An append's rows as parallel arrays, bound to `unnest`.
+struct Columns {
+    versions: Vec<i64>,
+    payloads: Vec<String>,
+    order_keys: Vec<Option<String>>,
+    dedup_keys: Vec<Option<String>>,
+    schema_versions: Vec<i64>,
+    exact_payloads: Vec<Option<String>>,
+    metadata: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Columns {
+            versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            order_keys: Vec::with_capacity(n),
+            dedup_keys: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            exact_payloads: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, input: &AppendInput, version: u64) -> Result<()> {
+        self.versions.push(version as i64);
+        let exact = serde_json::to_string(&input.payload).map_err(Error::Encode)?;
+        if has_nul(&input.payload) {
+            let storable = without_nul(&input.payload);
+            self.payloads
+                .push(serde_json::to_string(&storable).map_err(Error::Encode)?);
+            self.exact_payloads.push(Some(exact));
+        } else {
+            self.payloads.push(exact);
+            self.exact_payloads.push(None);
+        }
+        self.order_keys.push(input.order_key.clone());
+        self.dedup_keys.push(input.dedup_key.clone());
+        self.schema_versions.push(i64::from(input.schema_version));
+        self.metadata
+            .push(serde_json::to_string(&input.metadata).map_err(Error::Encode)?);
+        self.tags
+            .push(serde_json::to_string(&input.tags).map_err(Error::Encode)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! Reads: filters to SQL (values always bound) and rows to entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
+
+use crate::backend_err;
+
+/// Appends the conditions of `options` (cursor and filters), the order and the limit.
+pub fn push_conditions(q: &mut QueryBuilder<'_, Postgres>, options: &ReadOptions<i64>) {
+    let f = &options.filter;
+    if let Some(after) = options.after {
+        q.push(match options.direction {
+            Direction::Ascending => " AND id > ",
+            Direction::Descending => " AND id < ",
+        });
+        q.push_bind(after);
+    }
+    if let Some(key) = &f.order_key {
+        q.push(" AND order_key = ").push_bind(key.clone());
+    }
+    let tags: Vec<&String> = f.tag.iter().chain(&f.all_tags).collect();
+    if !tags.is_empty() {
+        q.push(" AND tags @> ").push_bind(Json(tags_json(&tags)));
+    }
+    for (column, pairs) in [("metadata", &f.metadata), ("annotations", &f.annotations)] {
+        for (key, value) in pairs {
+            q.push(format_args!(" AND {column} @> jsonb_build_object("))
+                .push_bind(key.clone())
+                .push("::text, ")
+                .push_bind(value.clone())
+                .push("::text)");
+        }
+    }
+    if let Some(from) = f.created_from {
+        q.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(before) = f.created_before {
+        q.push(" AND created_at < ").push_bind(before);
+    }
+    q.push(match options.direction {
+        Direction::Ascending => " ORDER BY id ASC LIMIT ",
+        Direction::Descending => " ORDER BY id DESC LIMIT ",
+    });
+    q.push_bind(i64::from(options.limit));
+}
+
+fn tags_json(tags: &[&String]) -> serde_json::Value {
+    serde_json::Value::Array(tags.iter().map(|t| (*t).clone().into()).collect())
+}
+
+/// Decodes a row selected with `Statements::read_columns`.
+pub fn entry_from_row(row: &PgRow) -> Result<Entry<i64>> {
+    let version: i64 = row.try_get(2).map_err(backend_err)?;
+    let schema_version: i64 = row.try_get(6).map_err(backend_err)?;
+    let exact: Option<&str> = row.try_get(12).map_err(backend_err)?;
+    let payload = match exact {
+        // Stored beside the JSONB because JSONB could not hold it exactly.
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            Error::backend(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("stored payload is invalid: {e}"),
+            ))
+        })?,
+        None => {
+            row.try_get::<Json<serde_json::Value>, _>(3)
+                .map_err(backend_err)?
+                .0
+        }
+    };
+    let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(7).map_err(backend_err)?;
+    let Json(tags): Json<BTreeSet<String>> = row.try_get(8).map_err(backend_err)?;
+    let Json(annotations): Json<BTreeMap<String, String>> = row.try_get(9).map_err(backend_err)?;
+    Ok(Entry {
+        id: row.try_get(0).map_err(backend_err)?,
+        stream: row.try_get(1).map_err(backend_err)?,
+        version: version as u64,
+        payload,
+        order_key: row.try_get(4).map_err(backend_err)?,
+        dedup_key: row.try_get(5).map_err(backend_err)?,
+        schema_version: schema_version as u32,
+        metadata,
+        tags,
+        annotations,
+        created_at: row.try_get(10).map_err(backend_err)?,
+        updated_at: row.try_get(11).map_err(backend_err)?,
+    })
+}

@@ -1,0 +1,125 @@
+//! Schema of one store and its versioned migrations.
+//!
+//! A store named `t` owns `t` (entries), `t_ids` (the id sequence), `t_streams` (each stream's
+//! version, which survives trimming, and the per-stream append lock), `t_feed` with `t_feed_head`
+//! (the change feed and its position counter) and `t_cursors`. Applied migrations are recorded
+//! per store in `ledger_migrations`. A transaction-scoped advisory lock serializes migrations, so
+//! processes opening the same store at once apply each migration exactly once.
+
+use sqlx::PgPool;
+
+use ledger_core::Result;
+
+use crate::backend_err;
+use crate::sql::Names;
+
+/// `(version, description, statements)`; `{t}` stands for the validated table name and
+/// `{streams}`, `{ids}`, `{feed}`, `{feed_head}`, `{cursors}` for the derived names.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "entries, streams, change feed and cursors",
+    r#"
+CREATE SEQUENCE "{ids}";
+CREATE TABLE "{t}" (
+    id             BIGINT      PRIMARY KEY,
+    stream         TEXT        COLLATE "C" NOT NULL,
+    version        BIGINT      NOT NULL,
+    payload        JSONB       NOT NULL,
+    -- The exact JSON text, only for payloads JSONB cannot hold (U+0000 in a string).
+    payload_exact  TEXT,
+    order_key      TEXT,
+    dedup_key      TEXT,
+    schema_version BIGINT      NOT NULL,
+    metadata       JSONB       NOT NULL DEFAULT '{}',
+    tags           JSONB       NOT NULL DEFAULT '[]',
+    annotations    JSONB       NOT NULL DEFAULT '{}',
+    created_at     TIMESTAMPTZ NOT NULL,
+    updated_at     TIMESTAMPTZ,
+    UNIQUE (stream, version)
+);
+CREATE INDEX ON "{t}" (stream, id);
+CREATE UNIQUE INDEX ON "{t}" (stream, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX ON "{t}" (stream, order_key, id) WHERE order_key IS NOT NULL;
+CREATE TABLE "{streams}" (
+    stream  TEXT   COLLATE "C" PRIMARY KEY,
+    version BIGINT NOT NULL
+);
+CREATE TABLE "{feed_head}" (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    position BIGINT  NOT NULL
+);
+INSERT INTO "{feed_head}" (position) VALUES (0);
+CREATE TABLE "{feed}" (
+    position    BIGINT      PRIMARY KEY,
+    stream      TEXT        NOT NULL,
+    -- JSON text, exact (JSONB could not hold every payload).
+    mutation    TEXT        NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE "{cursors}" (
+    name     TEXT   PRIMARY KEY,
+    position BIGINT NOT NULL
+);
+"#,
+)];
+
+/// The newest schema version this crate knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Any constant works; it only has to be the same in every process running ledger migrations.
+const MIGRATION_LOCK: i64 = 0x6c65_6467_6572; // "ledger"
+
+/// Applies the migrations `table` is missing and records them.
+pub async fn migrate(pool: &PgPool, names: &Names) -> Result<()> {
+    let table = names.table.as_str();
+    let mut tx = pool.begin().await.map_err(backend_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_err)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS ledger_migrations (
+            store       TEXT        NOT NULL,
+            version     BIGINT      NOT NULL,
+            description TEXT        NOT NULL,
+            applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (store, version)
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_err)?;
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM ledger_migrations WHERE store = $1",
+    )
+    .bind(table)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend_err)?;
+    for &(version, description, sql) in MIGRATIONS {
+        if version <= applied {
+            continue;
+        }
+        let statements = names.fill(sql);
+        for statement in statements.split(';').map(str::trim) {
+            if statement.is_empty() {
+                continue;
+            }
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_err)?;
+        }
+        sqlx::query(
+            "INSERT INTO ledger_migrations (store, version, description) VALUES ($1, $2, $3)",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(description)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_err)?;
+    }
+    tx.commit().await.map_err(backend_err)
+}
