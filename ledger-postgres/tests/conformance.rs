@@ -3,9 +3,9 @@
 //!
 //! Needs `LEDGER_POSTGRES_URL` (or `cargo xtask services up`); `cargo xtask test` provides it.
 
-use ledger_core::Result;
-use ledger_core::testkit::StoreFactory;
 use ledger_core::testkit::server::server_url;
+use ledger_core::testkit::{OpenAppend, StoreFactory, TransactionalFactory};
+use ledger_core::{AppendInput, ExpectedVersion, Result};
 use ledger_postgres::PostgresStore;
 
 fn url() -> String {
@@ -45,8 +45,35 @@ impl StoreFactory for PostgresWithoutFeed {
     }
 }
 
+/// A transaction holding one append (and so the stream's lock and a feed position).
+struct OpenPostgresAppend(sqlx::Transaction<'static, sqlx::Postgres>);
+
+#[async_trait::async_trait]
+impl OpenAppend for OpenPostgresAppend {
+    async fn commit(self: Box<Self>) {
+        self.0.commit().await.expect("commit succeeds");
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionalFactory for Postgres {
+    async fn open_append(
+        &self,
+        store: &PostgresStore,
+        stream: &str,
+        input: AppendInput,
+    ) -> Box<dyn OpenAppend> {
+        let mut tx = store.pool().begin().await.unwrap();
+        store
+            .append_in(&mut tx, stream, vec![input], ExpectedVersion::Any)
+            .await
+            .expect("append inside the transaction succeeds");
+        Box::new(OpenPostgresAppend(tx))
+    }
+}
+
 mod with_change_feed {
-    ledger_core::conformance_tests!(super::Postgres);
+    ledger_core::conformance_tests!(super::Postgres, transactions);
 }
 
 mod without_change_feed {

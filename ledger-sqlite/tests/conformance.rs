@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ledger_core::Result;
-use ledger_core::testkit::StoreFactory;
+use ledger_core::testkit::{OpenAppend, StoreFactory, TransactionalFactory};
+use ledger_core::{AppendInput, ExpectedVersion, Result};
 use ledger_sqlite::SqliteStore;
 
 /// Every capability, change feed included.
@@ -45,8 +45,35 @@ impl StoreFactory for SqliteWithoutFeed {
     }
 }
 
+/// A write transaction (`BEGIN IMMEDIATE`) holding one append.
+struct OpenSqliteAppend(sqlx::Transaction<'static, sqlx::Sqlite>);
+
+#[async_trait::async_trait]
+impl OpenAppend for OpenSqliteAppend {
+    async fn commit(self: Box<Self>) {
+        self.0.commit().await.expect("commit succeeds");
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionalFactory for Sqlite {
+    async fn open_append(
+        &self,
+        store: &SqliteStore,
+        stream: &str,
+        input: AppendInput,
+    ) -> Box<dyn OpenAppend> {
+        let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+        store
+            .append_in(&mut tx, stream, vec![input], ExpectedVersion::Any)
+            .await
+            .expect("append inside the transaction succeeds");
+        Box::new(OpenSqliteAppend(tx))
+    }
+}
+
 mod with_change_feed {
-    ledger_core::conformance_tests!(super::Sqlite);
+    ledger_core::conformance_tests!(super::Sqlite, transactions);
 }
 
 mod without_change_feed {

@@ -52,6 +52,26 @@ pub trait StoreFactory: Send + Sync + 'static {
     }
 }
 
+/// An append held open inside a database transaction, for the gap-safety test.
+#[async_trait]
+pub trait OpenAppend: Send {
+    /// Commits the transaction.
+    async fn commit(self: Box<Self>);
+}
+
+/// A [`StoreFactory`] whose stores let a caller hold an append open in a transaction (the SQL
+/// backends' `append_in`). Enables the tests of `conformance_tests!(factory, transactions)`.
+#[async_trait]
+pub trait TransactionalFactory: StoreFactory {
+    /// Appends `input` to `stream` inside a transaction and returns it uncommitted.
+    async fn open_append(
+        &self,
+        store: &Self::Store,
+        stream: &str,
+        input: crate::AppendInput,
+    ) -> Box<dyn OpenAppend>;
+}
+
 /// A random table name, unique per call: `t_` followed by 16 random lowercase letters/digits.
 pub fn fresh_table() -> String {
     let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
@@ -72,9 +92,21 @@ pub fn run<F: Future<Output = ()>>(test: F) {
 }
 
 /// Instantiates the whole conformance suite (and the model test) as `#[test]`s for a backend,
-/// given an expression whose type implements [`StoreFactory`].
+/// given an expression whose type implements [`StoreFactory`]. With `, transactions` (for a
+/// [`TransactionalFactory`]) it adds the tests that hold a write open in a transaction.
 #[macro_export]
 macro_rules! conformance_tests {
+    ($factory:expr, transactions) => {
+        $crate::conformance_tests!($factory);
+        #[test]
+        fn feed_is_gap_safe_when_a_later_writer_finishes_first() {
+            $crate::testkit::run(
+                $crate::testkit::suite::feed_is_gap_safe_when_a_later_writer_finishes_first(
+                    &$factory,
+                ),
+            );
+        }
+    };
     ($factory:expr) => {
         $crate::conformance_tests!(@each $factory;
             // Keep in the order of `testkit::suite`.
@@ -143,6 +175,7 @@ macro_rules! conformance_tests {
             search_treats_percent_and_underscore_literally,
             cursor_store_saves_and_never_moves_back,
             health_is_ok_on_open_store,
+            feed_subscriber_sees_every_record_once_under_concurrent_writers,
         );
         #[test]
         fn model_matches_memory_store() {
