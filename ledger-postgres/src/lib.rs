@@ -6,6 +6,11 @@
 //! subscriptions, and it lets an application append inside its own sqlx transaction
 //! ([`PostgresStore::append_in`]).
 //!
+//! Search has two modes ([`SearchMode`]): `Substring` (default) is a case-insensitive `ILIKE`
+//! over the payload's JSON text, like the other backends; `FullText` matches words with
+//! PostgreSQL's text search (`to_tsvector('simple', payload) @@ websearch_to_tsquery(…)`),
+//! served by a GIN index that [`PostgresStore::ensure_search_index`] builds.
+//!
 //! ```no_run
 //! use ledger_core::{AppendInput, ExpectedVersion, ReadOptions, Store};
 //! use ledger_postgres::PostgresStore;
@@ -96,10 +101,22 @@ pub(crate) fn backend_err(e: sqlx::Error) -> Error {
     Error::backend(e)
 }
 
+/// How [`Search::search`] matches payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Case-insensitive substring of the payload's JSON text (`ILIKE`, `%` and `_` literal).
+    #[default]
+    Substring,
+    /// Words, with PostgreSQL's `simple` text-search configuration and web-search syntax
+    /// (`"exact phrase"`, `or`, `-excluded`); see [`PostgresStore::ensure_search_index`].
+    FullText,
+}
+
 /// Options for opening a [`PostgresStore`].
 #[derive(Debug, Clone)]
 pub struct PostgresStoreBuilder {
     table: String,
+    search: SearchMode,
     change_feed: bool,
     listen: bool,
     max_connections: u32,
@@ -115,6 +132,12 @@ impl PostgresStoreBuilder {
     /// Records every mutation in the change feed (default off).
     pub fn change_feed(mut self, enabled: bool) -> Self {
         self.change_feed = enabled;
+        self
+    }
+
+    /// How search matches payloads (default [`SearchMode::Substring`]).
+    pub fn search_mode(mut self, mode: SearchMode) -> Self {
+        self.search = mode;
         self
     }
 
@@ -163,6 +186,7 @@ impl PostgresStoreBuilder {
                 sql,
                 pool,
                 change_feed: self.change_feed,
+                search: self.search,
                 lifecycle,
                 listener,
             }),
@@ -178,6 +202,7 @@ struct Inner {
     sql: Statements,
     pool: PgPool,
     change_feed: bool,
+    search: SearchMode,
     lifecycle: Arc<Lifecycle>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -217,6 +242,7 @@ impl PostgresStore {
     pub fn builder() -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             table: DEFAULT_TABLE.to_owned(),
+            search: SearchMode::Substring,
             change_feed: false,
             listen: true,
             max_connections: 10,
@@ -262,6 +288,23 @@ impl PostgresStore {
         self.inner.lifecycle.check_open()
     }
 
+    /// Builds the GIN index that serves [`SearchMode::FullText`] (idempotent; does not block
+    /// writers while it builds). [`Error::NotSupported`] in [`SearchMode::Substring`], which no
+    /// index can serve.
+    pub async fn ensure_search_index(&self) -> Result<()> {
+        self.check_open()?;
+        if self.inner.search != SearchMode::FullText {
+            return Err(Error::NotSupported(
+                "a search index serves SearchMode::FullText only".into(),
+            ));
+        }
+        sqlx::query(&self.inner.sql.create_fts_index)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
     /// Runs `work` in a transaction, committing on success (rolled back when dropped on error).
     async fn write<T>(
         &self,
@@ -292,10 +335,18 @@ impl PostgresStore {
             Some(s) => q.push("stream = ").push_bind(s),
             None => q.push("TRUE"),
         };
-        if let Some(text) = text {
-            q.push(r" AND payload::text ILIKE ")
-                .push_bind(ledger_core::append::like_contains_pattern(text))
-                .push(r" ESCAPE '\'");
+        match (text, self.inner.search) {
+            (None, _) => {}
+            (Some(text), SearchMode::Substring) => {
+                q.push(r" AND payload::text ILIKE ")
+                    .push_bind(ledger_core::append::like_contains_pattern(text))
+                    .push(r" ESCAPE '\'");
+            }
+            (Some(text), SearchMode::FullText) => {
+                q.push(" AND to_tsvector('simple', payload) @@ websearch_to_tsquery('simple', ")
+                    .push_bind(text.to_owned())
+                    .push(")");
+            }
         }
         read::push_conditions(&mut q, options);
         let rows = q

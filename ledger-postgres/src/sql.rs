@@ -15,6 +15,8 @@ pub struct Names {
     pub cursors: String,
     /// The LISTEN/NOTIFY channel.
     pub channel: String,
+    /// The full-text index.
+    pub fts_index: String,
 }
 
 /// FNV-1a: stable across releases and platforms (the names it makes are stored in databases).
@@ -44,6 +46,7 @@ impl Names {
             feed_head: derived("", table, "feed_head"),
             cursors: derived("", table, "cursors"),
             channel: derived("ledger_", table, "changes"),
+            fts_index: derived("", table, "fts"),
         }
     }
 
@@ -81,6 +84,7 @@ pub struct Statements {
     pub rename_entries: String,
     pub rename_stream: String,
     pub read_feed: String,
+    pub create_fts_index: String,
     pub get_cursor: String,
     pub set_cursor: String,
 }
@@ -175,6 +179,12 @@ impl Statements {
             read_feed: format!(
                 r#"SELECT position, stream, mutation FROM "{feed}"
                    WHERE position > $1 ORDER BY position LIMIT $2"#
+            ),
+            // CONCURRENTLY: building the index does not block writers.
+            create_fts_index: format!(
+                r#"CREATE INDEX CONCURRENTLY IF NOT EXISTS "{}" ON "{t}"
+                   USING GIN (to_tsvector('simple', payload))"#,
+                names.fts_index
             ),
             get_cursor: format!(r#"SELECT position FROM "{cursors}" WHERE name = $1"#),
             set_cursor: format!(
