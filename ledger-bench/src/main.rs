@@ -5,6 +5,7 @@
 //! report gives medians. `--quick` shrinks every workload (for checking the harness, not for
 //! numbers).
 
+mod postgres;
 mod report;
 mod sqlite;
 mod workload;
@@ -44,7 +45,7 @@ async fn main() {
         }
     } else {
         Sizes {
-            single_appends: 5_000,
+            single_appends: 3_000,
             batches: 200,
             batch: 100,
             read_entries: 1_000_000,
@@ -56,6 +57,18 @@ async fn main() {
     if let Err(e) = sqlite::run(sizes, &mut report).await {
         eprintln!("bench: sqlite failed: {e}");
         std::process::exit(1);
+    }
+    match std::env::var("LEDGER_POSTGRES_URL") {
+        Ok(url) => {
+            if let Err(e) = postgres::run(&url, sizes, &mut report).await {
+                eprintln!("bench: postgres failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(_) => {
+            eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
+            std::process::exit(1);
+        }
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     let text = report.render();

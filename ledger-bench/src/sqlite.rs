@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
-use crate::workload::{dedup_key, input, median, metadata, payload};
+use crate::workload::{dedup_key, input, median, metadata, payload, rate};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -72,10 +72,6 @@ impl Drop for Scratch {
 
 fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
-}
-
-fn rate(events: usize, elapsed: Duration) -> f64 {
-    events as f64 / elapsed.as_secs_f64()
 }
 
 async fn raw_single(sizes: Sizes) -> Result<f64> {

@@ -42,3 +42,8 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
 }
+
+/// Events per second.
+pub fn rate(events: usize, elapsed: std::time::Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64()
+}

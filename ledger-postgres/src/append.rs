@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use ledger_core::append::{dedup_keys, now, plan_append};
 use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
@@ -82,6 +82,42 @@ pub async fn append_on(
         return Ok(plan.outcomes(&[]));
     }
 
+    let created_at = now();
+    let mut columns = Columns::with_capacity(plan.rows.len());
+    for &(index, version) in &plan.rows {
+        columns.push(&inputs[index], version)?;
+    }
+    let bind_rows = |statement| {
+        sqlx::query(statement)
+            .bind(stream)
+            .bind(created_at)
+            .bind(&columns.versions)
+            .bind(&columns.payloads)
+            .bind(&columns.exact_payloads)
+            .bind(&columns.order_keys)
+            .bind(&columns.dedup_keys)
+            .bind(&columns.schema_versions)
+            .bind(&columns.metadata)
+            .bind(&columns.tags)
+            .bind(plan.new_version as i64)
+            .bind(&sql.channel)
+    };
+
+    if !change_feed {
+        let rows = bind_rows(&sql.insert_entries)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend_err)?;
+        let first = plan.rows[0].1;
+        let mut ids = vec![0i64; rows.len()];
+        for row in rows {
+            let version: i64 = row.get(1);
+            ids[(version as u64 - first) as usize] = row.get(0);
+        }
+        return Ok(plan.outcomes(&ids));
+    }
+
+    // The feed record carries the entries' ids, so they are allocated first.
     let mut ids: Vec<i64> = sqlx::query_scalar(&sql.allocate_ids)
         .bind(plan.rows.len() as i64)
         .fetch_all(&mut *conn)
@@ -89,60 +125,35 @@ pub async fn append_on(
         .map_err(backend_err)?;
     // Sequence values are distinct; sorted, they give ascending ids to ascending versions.
     ids.sort_unstable();
-
-    let n = plan.rows.len();
-    let created_at = now();
-    let mut columns = Columns::with_capacity(n);
-    for &(index, version) in &plan.rows {
-        columns.push(&inputs[index], version)?;
-    }
-    let statement = if change_feed {
-        &sql.insert_entries_with_feed
-    } else {
-        &sql.insert_entries
-    };
-    let mut query = sqlx::query(statement)
-        .bind(stream)
-        .bind(created_at)
+    let entries = plan
+        .rows
+        .iter()
+        .zip(&ids)
+        .map(|(&(index, version), &id)| {
+            let input = &inputs[index];
+            Entry {
+                id,
+                stream: stream.to_owned(),
+                version,
+                payload: input.payload.clone(),
+                order_key: input.order_key.clone(),
+                dedup_key: input.dedup_key.clone(),
+                schema_version: input.schema_version,
+                metadata: input.metadata.clone(),
+                tags: input.tags.clone(),
+                annotations: BTreeMap::new(),
+                created_at,
+                updated_at: None,
+            }
+        })
+        .collect();
+    let feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(Error::Encode)?;
+    bind_rows(&sql.insert_entries_with_feed)
         .bind(&ids)
-        .bind(&columns.versions)
-        .bind(&columns.payloads)
-        .bind(&columns.order_keys)
-        .bind(&columns.dedup_keys)
-        .bind(&columns.schema_versions)
-        .bind(&columns.metadata)
-        .bind(&columns.tags)
-        .bind(plan.new_version as i64)
-        .bind(&sql.channel)
-        .bind(&columns.exact_payloads);
-    let feed_text;
-    if change_feed {
-        let entries = plan
-            .rows
-            .iter()
-            .zip(&ids)
-            .map(|(&(index, version), &id)| {
-                let input = &inputs[index];
-                Entry {
-                    id,
-                    stream: stream.to_owned(),
-                    version,
-                    payload: input.payload.clone(),
-                    order_key: input.order_key.clone(),
-                    dedup_key: input.dedup_key.clone(),
-                    schema_version: input.schema_version,
-                    metadata: input.metadata.clone(),
-                    tags: input.tags.clone(),
-                    annotations: BTreeMap::new(),
-                    created_at,
-                    updated_at: None,
-                }
-            })
-            .collect();
-        feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(Error::Encode)?;
-        query = query.bind(&feed_text);
-    }
-    query.execute(&mut *conn).await.map_err(backend_err)?;
+        .bind(&feed_text)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_err)?;
     Ok(plan.outcomes(&ids))
 }
 

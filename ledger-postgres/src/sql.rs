@@ -100,20 +100,27 @@ impl Statements {
             &names.cursors,
         );
         // Entries of one append, as parallel arrays: one round trip whatever the batch size.
-        let insert_entries = format!(
-            r#"rows AS (
+        // `id` is an expression: explicit ids ($13) when the change feed needs them up front,
+        // else `nextval` in ordinality order (PostgreSQL evaluates volatile target expressions
+        // after ORDER BY), so ascending versions get ascending ids either way.
+        let insert_entries = |id: &str| {
+            format!(
+                r#"rows AS (
                 INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
                                    dedup_key, schema_version, metadata, tags, created_at)
-                SELECT u.id, $1, u.version, u.payload::jsonb, u.payload_exact, u.order_key,
+                SELECT {id}, $1, u.version, u.payload::jsonb, u.payload_exact, u.order_key,
                        u.dedup_key, u.schema_version, u.metadata::jsonb, u.tags::jsonb, $2
-                FROM unnest($3::bigint[], $4::bigint[], $5::text[], $13::text[], $6::text[],
-                            $7::text[], $8::bigint[], $9::text[], $10::text[])
-                     AS u(id, version, payload, payload_exact, order_key, dedup_key,
-                          schema_version, metadata, tags)
+                FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                            $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
+                     AS u(version, payload, payload_exact, order_key, dedup_key,
+                          schema_version, metadata, tags, ord)
+                ORDER BY u.ord
+                RETURNING id, version
             ), stream_version AS (
                 UPDATE "{streams}" SET version = $11 WHERE stream = $1
             )"#
-        );
+            )
+        };
         // The feed position is taken last, just before COMMIT, from a single counter row whose
         // lock is held until COMMIT: positions are assigned in commit order (see feed.rs).
         let feed_record = |stream: &str, mutation: &str| {
@@ -141,10 +148,15 @@ impl Statements {
             ),
             allocate_ids: format!(r#"SELECT nextval('"{ids}"') FROM generate_series(1, $1)"#),
             insert_entries_with_feed: format!(
-                "WITH {insert_entries}, {} SELECT pg_notify($12, '')",
+                "WITH {}, {} SELECT pg_notify($12, '')",
+                insert_entries("($13::bigint[])[u.ord]"),
                 feed_record("$1", "$14")
             ),
-            insert_entries: format!("WITH {insert_entries} SELECT pg_notify($12, '')"),
+            insert_entries: format!(
+                "WITH {} SELECT rows.id, rows.version FROM rows \
+                 CROSS JOIN (SELECT pg_notify($12, '')) AS notified",
+                insert_entries(&format!("nextval('\"{ids}\"')"))
+            ),
             record_feed: format!("WITH {} SELECT pg_notify($3, '')", feed_record("$1", "$2")),
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,

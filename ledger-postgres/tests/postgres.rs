@@ -9,7 +9,7 @@ use futures::StreamExt;
 use ledger_core::testkit::fresh_table;
 use ledger_core::testkit::server::server_url;
 use ledger_core::{
-    AppendInput, AppendOutcome, Error, ExpectedVersion, ReadOptions, Search, Store, Stream,
+    AppendInput, AppendOutcome, Error, ExpectedVersion, ReadOptions, Store, Stream,
     SubscribeOptions,
 };
 use ledger_postgres::{PostgresStore, SCHEMA_VERSION, SearchMode};
