@@ -33,7 +33,14 @@ pub struct Sizes {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only sqlite|postgres` measures one backend (BENCHMARKS.md is then not written).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let wants = |backend: &str| only.as_deref().is_none_or(|o| o == backend);
     let sizes = if quick {
         Sizes {
             single_appends: 500,
@@ -50,15 +57,18 @@ async fn main() {
             batch: 100,
             read_entries: 1_000_000,
             page: 1_000,
-            repeats: 3,
+            repeats: 5,
         }
     };
     let mut report = Report::new(sizes, quick);
-    if let Err(e) = sqlite::run(sizes, &mut report).await {
+    if wants("sqlite")
+        && let Err(e) = sqlite::run(sizes, &mut report).await
+    {
         eprintln!("bench: sqlite failed: {e}");
         std::process::exit(1);
     }
     match std::env::var("LEDGER_POSTGRES_URL") {
+        _ if !wants("postgres") => {}
         Ok(url) => {
             if let Err(e) = postgres::run(&url, sizes, &mut report).await {
                 eprintln!("bench: postgres failed: {e}");
@@ -72,8 +82,8 @@ async fn main() {
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     let text = report.render();
-    if quick {
-        println!("{text}\n(--quick: BENCHMARKS.md not written)");
+    if quick || only.is_some() {
+        println!("{text}\n(--quick or --only: BENCHMARKS.md not written)");
     } else {
         std::fs::write(&out, &text).expect("BENCHMARKS.md is writable");
         println!("{text}\nwrote {}", out.display());

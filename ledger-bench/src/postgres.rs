@@ -380,6 +380,9 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
     sqlx::query(&format!("VACUUM ANALYZE \"{}\"", store.table()))
         .execute(&pool)
         .await?;
+    // Both systems start warm: one untimed pass each.
+    raw_read(&pool, store.table(), sizes).await?;
+    ledger_read(&store, sizes).await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
         raw.push(raw_read(&pool, store.table(), sizes).await?);

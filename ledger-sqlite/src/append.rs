@@ -1,22 +1,34 @@
-//! Appends: dedup lookup, version check and multi-row inserts in one write transaction.
+//! Appends: dedup lookup, version check and multi-row inserts in one write transaction, in two
+//! round trips to SQLite.
 //!
-//! The caller holds the write lock (`BEGIN IMMEDIATE`, or its own transaction), so the version
-//! read here cannot change before the insert; the `UNIQUE (stream, version)` and dedup indexes
-//! would reject a racing writer anyway.
+//! sqlx hands every statement to SQLite's worker thread and back, which costs far more than the
+//! statements themselves, so an append sends two commands of several statements each: first
+//! (`BEGIN IMMEDIATE` and) one `SELECT` of everything the decision needs (the stream's version,
+//! which dedup keys are taken, the table's last id), then all the writes (and `COMMIT`). The
+//! write lock is held from `BEGIN IMMEDIATE`, so nothing read can change before the writes; the
+//! `UNIQUE (stream, version)`, dedup and primary-key indexes would reject a racing writer anyway.
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use ledger_core::append::{dedup_keys, now, plan_append};
+use ledger_core::append::{AppendPlan, dedup_keys, now, plan_append};
 use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
 
 use crate::backend_err;
-use crate::feed::record;
 use crate::sql::Statements;
 
-/// SQLite allows 32 766 bound values per statement; an entry row binds 9.
+/// SQLite allows 32 766 bound values per statement; an entry row binds 10.
 const ROWS_PER_INSERT: usize = 3_000;
+
+/// Who opens and ends the transaction an append runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transaction {
+    /// The append sends `BEGIN IMMEDIATE` and `COMMIT` (or `ROLLBACK`) with its statements.
+    Own,
+    /// The caller has a transaction open and commits it.
+    Caller,
+}
 
 /// The stream's version (0 if it was never written).
 pub async fn stream_version(
@@ -32,77 +44,211 @@ pub async fn stream_version(
     Ok(version.unwrap_or(0) as u64)
 }
 
-/// Ids of the entries in `stream` holding any of `keys`.
-async fn stored_dedup_keys(
+/// What deciding an append needs, read in one statement.
+struct Decision {
+    version: u64,
+    last_id: i64,
+    stored: HashMap<String, i64>,
+}
+
+async fn read_decision(
     conn: &mut SqliteConnection,
     sql: &Statements,
+    tx: Transaction,
     stream: &str,
     keys: &[&str],
-) -> Result<HashMap<String, i64>> {
-    let mut stored = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            r#"SELECT dedup_key, id FROM "{}" WHERE stream = "#,
-            sql.table
-        ));
-        q.push_bind(stream).push(" AND dedup_key IN (");
+) -> Result<Decision> {
+    let t = &sql.table;
+    let mut q = QueryBuilder::<Sqlite>::new(if tx == Transaction::Own {
+        "BEGIN IMMEDIATE; "
+    } else {
+        ""
+    });
+    // Rows: (0, NULL, version), (1, NULL, last id), (2, key, id) per taken dedup key.
+    q.push(format_args!(
+        r#"SELECT 0, NULL, version FROM "{t}_streams" WHERE stream = "#
+    ))
+    .push_bind(stream)
+    .push(" UNION ALL SELECT 1, NULL, seq FROM sqlite_sequence WHERE name = ")
+    .push_bind(t.as_str());
+    if !keys.is_empty() {
+        q.push(format_args!(
+            r#" UNION ALL SELECT 2, dedup_key, id FROM "{t}" WHERE stream = "#
+        ))
+        .push_bind(stream)
+        .push(" AND dedup_key IN (");
         let mut list = q.separated(", ");
-        for key in chunk {
+        for key in keys {
             list.push_bind(*key);
         }
         q.push(")");
-        let rows = q.build().fetch_all(&mut *conn).await.map_err(backend_err)?;
-        for row in rows {
-            stored.insert(row.get::<String, _>(0), row.get::<i64, _>(1));
+    }
+    let rows = q.build().fetch_all(&mut *conn).await.map_err(backend_err)?;
+    let mut decision = Decision {
+        version: 0,
+        last_id: 0,
+        stored: HashMap::new(),
+    };
+    for row in rows {
+        let value: i64 = row.get(2);
+        match row.get::<i64, _>(0) {
+            0 => decision.version = value as u64,
+            1 => decision.last_id = value,
+            _ => {
+                decision.stored.insert(row.get(1), value);
+            }
         }
     }
-    Ok(stored)
+    Ok(decision)
 }
 
-/// Appends inside the caller's write transaction; see [`crate::SqliteStore::append_in`].
+/// Appends `inputs`; with [`Transaction::Own`] the transaction is ended on every path.
 pub async fn append_on(
     conn: &mut SqliteConnection,
     sql: &Statements,
     change_feed: bool,
+    tx: Transaction,
     stream: &str,
     inputs: Vec<AppendInput>,
     expected: ExpectedVersion,
 ) -> Result<Vec<AppendOutcome<i64>>> {
-    let current = stream_version(conn, sql, stream).await?;
-    let keys = dedup_keys(&inputs);
-    // A stream that was never written holds no entries, so none of its keys can be taken.
-    let stored = if keys.is_empty() || current == 0 {
-        HashMap::new()
-    } else {
-        stored_dedup_keys(conn, sql, stream, &keys).await?
-    };
-    let plan = plan_append(stream, &inputs, current, &stored, expected)?;
-    if plan.is_empty() {
-        return Ok(plan.outcomes(&[]));
+    let written = decide_and_write(conn, sql, change_feed, tx, stream, &inputs, expected).await;
+    if tx == Transaction::Own && !matches!(written, Ok((_, true))) {
+        // Nothing was committed (a conflict, only duplicates, or a failure): end the
+        // transaction. After a failure the original error is the one to report (the rollback
+        // may fail too, e.g. if BEGIN itself failed); the store's writer settles before its
+        // next write.
+        let rolled_back = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        if let (Ok(_), Err(e)) = (&written, rolled_back) {
+            return Err(backend_err(e));
+        }
     }
+    written.map(|(outcomes, _)| outcomes)
+}
 
+/// Why an optimistic attempt (dedup keys assumed free) gave up.
+enum Attempt {
+    /// A dedup key may be taken: decide again with a lookup.
+    KeyMaybeTaken,
+    /// Any other failure.
+    Failed(Error),
+}
+
+/// The outcomes, and whether a `COMMIT` was sent and succeeded.
+async fn decide_and_write(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    change_feed: bool,
+    tx: Transaction,
+    stream: &str,
+    inputs: &[AppendInput],
+    expected: ExpectedVersion,
+) -> Result<(Vec<AppendOutcome<i64>>, bool)> {
+    let keys = dedup_keys(inputs);
+    // Retried appends are rare: first assume every dedup key is free and let the dedup index
+    // object. Only a transaction of our own can be rolled back to decide again.
+    if tx == Transaction::Own && !keys.is_empty() {
+        let attempt = attempt(conn, sql, change_feed, tx, stream, inputs, expected, None).await;
+        match attempt {
+            Ok(done) => return Ok(done),
+            Err(Attempt::Failed(e)) => return Err(e),
+            Err(Attempt::KeyMaybeTaken) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend_err)?;
+            }
+        }
+    }
+    let lookup = Some(keys.as_slice());
+    attempt(conn, sql, change_feed, tx, stream, inputs, expected, lookup)
+        .await
+        .map_err(|a| match a {
+            Attempt::Failed(e) => e,
+            Attempt::KeyMaybeTaken => unreachable!("an attempt with a lookup never guesses"),
+        })
+}
+
+/// One decision and write; `lookup` names the dedup keys to look up (`None`: assume free).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    change_feed: bool,
+    tx: Transaction,
+    stream: &str,
+    inputs: &[AppendInput],
+    expected: ExpectedVersion,
+    lookup: Option<&[&str]>,
+) -> std::result::Result<(Vec<AppendOutcome<i64>>, bool), Attempt> {
+    let guessing = lookup.is_none();
+    let decision = read_decision(conn, sql, tx, stream, lookup.unwrap_or(&[]))
+        .await
+        .map_err(Attempt::Failed)?;
+    let plan = match plan_append(stream, inputs, decision.version, &decision.stored, expected) {
+        Ok(plan) => plan,
+        // Inputs that are all stored duplicates succeed whatever `expected` says: check.
+        Err(Error::Conflict { .. }) if guessing => return Err(Attempt::KeyMaybeTaken),
+        Err(e) => return Err(Attempt::Failed(e)),
+    };
+    if plan.is_empty() {
+        return Ok((plan.outcomes(&[]), false));
+    }
+    write_plan(conn, sql, change_feed, tx, stream, inputs, &decision, plan)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(db)
+                if guessing && db.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+            {
+                Attempt::KeyMaybeTaken
+            }
+            e => Attempt::Failed(backend_err(e)),
+        })
+}
+
+/// Writes what `plan` decided, in one command (ending with `COMMIT` in our own transaction).
+#[allow(clippy::too_many_arguments)]
+async fn write_plan(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    change_feed: bool,
+    tx: Transaction,
+    stream: &str,
+    inputs: &[AppendInput],
+    decision: &Decision,
+    plan: AppendPlan<i64>,
+) -> std::result::Result<(Vec<AppendOutcome<i64>>, bool), sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+
+    // The write lock is held: the next ids are the table's last id + 1, + 2, …
+    let ids: Vec<i64> = (1..=plan.rows.len() as i64)
+        .map(|k| decision.last_id + k)
+        .collect();
     let created_at = now();
     let micros = created_at.timestamp_micros();
     let rows = plan
         .rows
         .iter()
-        .map(|&(index, version)| {
+        .zip(&ids)
+        .map(|(&(index, version), &id)| {
             let input = &inputs[index];
             Ok(EncodedRow {
                 input,
+                id,
                 version: version as i64,
-                payload: serde_json::to_string(&input.payload).map_err(Error::Encode)?,
-                metadata: serde_json::to_string(&input.metadata).map_err(Error::Encode)?,
-                tags: serde_json::to_string(&input.tags).map_err(Error::Encode)?,
+                payload: serde_json::to_string(&input.payload).map_err(encode)?,
+                metadata: serde_json::to_string(&input.metadata).map_err(encode)?,
+                tags: serde_json::to_string(&input.tags).map_err(encode)?,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
 
-    let mut ids = Vec::with_capacity(rows.len());
+    let mut q = QueryBuilder::<Sqlite>::new("");
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(&sql.insert_entry_columns);
+        q.push(&sql.insert_entry_columns);
         q.push_values(chunk, |mut b, row| {
-            b.push_bind(stream)
+            b.push_bind(row.id)
+                .push_bind(stream)
                 .push_bind(row.version)
                 .push_bind(row.payload.as_str())
                 .push_bind(row.input.order_key.as_deref())
@@ -112,28 +258,20 @@ pub async fn append_on(
                 .push_bind(row.tags.as_str())
                 .push_bind(micros);
         });
-        let done = q.build().execute(&mut *conn).await.map_err(backend_err)?;
-        // One statement under the write lock: AUTOINCREMENT gives its rows consecutive ids in
-        // VALUES order, ending at the last inserted rowid (cheaper than RETURNING every row).
-        let last = done.last_insert_rowid();
-        let n = chunk.len() as i64;
-        debug_assert_eq!(done.rows_affected(), n as u64);
-        ids.extend(last - n + 1..=last);
+        q.push("; ");
     }
-
-    sqlx::query(&sql.upsert_stream_version)
-        .bind(stream)
-        .bind(plan.new_version as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend_err)?;
-
+    q.push(&sql.upsert_stream_version_prefix)
+        .push_bind(stream)
+        .push(", ")
+        .push_bind(plan.new_version as i64)
+        .push(&sql.upsert_stream_version_suffix)
+        .push("; ");
+    let feed_text;
     if change_feed {
         let entries = rows
             .iter()
-            .zip(&ids)
-            .map(|(row, &id)| Entry {
-                id,
+            .map(|row| Entry {
+                id: row.id,
                 stream: stream.to_owned(),
                 version: row.version as u64,
                 payload: row.input.payload.clone(),
@@ -147,13 +285,25 @@ pub async fn append_on(
                 updated_at: None,
             })
             .collect();
-        record(conn, sql, stream, &Mutation::Append { entries }).await?;
+        feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(encode)?;
+        q.push(&sql.insert_feed_prefix)
+            .push_bind(stream)
+            .push(", ")
+            .push_bind(feed_text.as_str())
+            .push(", ")
+            .push_bind(micros)
+            .push("); ");
     }
-    Ok(plan.outcomes(&ids))
+    if tx == Transaction::Own {
+        q.push("COMMIT");
+    }
+    q.build().execute(&mut *conn).await?;
+    Ok((plan.outcomes(&ids), tx == Transaction::Own))
 }
 
 struct EncodedRow<'a> {
     input: &'a AppendInput,
+    id: i64,
     version: i64,
     payload: String,
     metadata: String,

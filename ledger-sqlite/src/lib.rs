@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use ledger_core::append::{
     merge_annotations, now, validate_annotations, validate_append, validate_tags,
@@ -119,41 +119,60 @@ impl SqliteStoreBuilder {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
+        // A local file's connections do not drop like network ones: skip the ping per acquire.
         let pool = SqlitePoolOptions::new()
-            .max_connections(self.max_connections)
+            .max_connections(self.max_connections + 1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(backend_err)?;
-        self.with_pool(pool).await
+        self.build(pool, Ownership::Store).await
     }
 
     /// Opens a private in-memory database (gone when the store is dropped).
     pub async fn open_in_memory(self) -> Result<SqliteStore> {
         validate_table_name(&self.table)?;
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend_err)?;
-        // Each connection to :memory: is its own database: keep exactly one, forever.
+        // Each connection to :memory: is its own database: keep exactly one, forever, shared by
+        // readers and the writer.
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(backend_err)?;
-        self.with_pool(pool).await
+        self.build(pool, Ownership::InMemory).await
     }
 
     /// Uses an existing pool (for appending inside the application's own transactions). The
-    /// pool should set a busy timeout; `journal_mode = WAL` is recommended.
+    /// pool should set a busy timeout; `journal_mode = WAL` is recommended. The store keeps one
+    /// of its connections for writing.
     pub async fn with_pool(self, pool: SqlitePool) -> Result<SqliteStore> {
+        self.build(pool, Ownership::Caller).await
+    }
+
+    async fn build(self, pool: SqlitePool, ownership: Ownership) -> Result<SqliteStore> {
         validate_table_name(&self.table)?;
         schema::migrate(&pool, &self.table).await?;
+        // A connection kept for writes (outside the pool, so a transaction it leaves open can
+        // never reach another user) saves a pool round trip per write.
+        let writer = match ownership {
+            Ownership::InMemory => None,
+            Ownership::Store | Ownership::Caller => Some(Writer {
+                conn: pool.acquire().await.map_err(backend_err)?.detach(),
+                maybe_open: false,
+            }),
+        };
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 sql: Statements::new(&self.table),
                 pool,
                 change_feed: self.change_feed,
-                write_gate: tokio::sync::Mutex::new(()),
+                writer: tokio::sync::Mutex::new(writer),
+                ownership,
                 lifecycle: Lifecycle::new(),
             }),
         })
@@ -164,9 +183,41 @@ struct Inner {
     sql: Statements,
     pool: SqlitePool,
     change_feed: bool,
-    /// Queues this process's writers so they do not contend for SQLite's lock by polling.
-    write_gate: tokio::sync::Mutex<()>,
+    /// The connection writes go through (`None`: the in-memory database's single pooled one).
+    /// Its lock also queues this process's writers, so they do not poll for SQLite's lock.
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    ownership: Ownership,
     lifecycle: Lifecycle,
+}
+
+/// Who owns the pool, and so what `close` closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// Opened by path: the store closes the pool.
+    Store,
+    /// Opened in memory: the store closes the pool, whose one connection also writes.
+    InMemory,
+    /// Given by the caller: the store closes only its write connection.
+    Caller,
+}
+
+/// The store's own write connection.
+struct Writer {
+    conn: SqliteConnection,
+    /// An append opened a transaction by hand and may not have ended it (its future was
+    /// dropped midway): roll back before the next write.
+    maybe_open: bool,
+}
+
+impl Writer {
+    async fn settle(&mut self) -> Result<()> {
+        if self.maybe_open {
+            // Fails harmlessly ("no transaction is active") if the append did end it.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.maybe_open = false;
+        }
+        Ok(())
+    }
 }
 
 /// A ledger store on SQLite. Clones share the pool and state.
@@ -244,6 +295,7 @@ impl SqliteStore {
             conn,
             &self.inner.sql,
             self.inner.change_feed,
+            append::Transaction::Caller,
             stream,
             entries,
             expected,
@@ -267,13 +319,15 @@ impl SqliteStore {
         &self,
         work: impl for<'c> AsyncFnOnce(&'c mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
-        let _gate = self.inner.write_gate.lock().await;
-        let mut tx = self
-            .inner
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend_err)?;
+        let mut writer = self.inner.writer.lock().await;
+        let mut tx = match writer.as_mut() {
+            Some(w) => {
+                w.settle().await?;
+                w.conn.begin_with("BEGIN IMMEDIATE").await
+            }
+            None => self.inner.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+        .map_err(backend_err)?;
         // On error the transaction is dropped, which rolls it back.
         let value = work(&mut tx).await?;
         tx.commit().await.map_err(backend_err)?;
@@ -351,8 +405,28 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let (sql, feed) = (&self.inner.sql, self.inner.change_feed);
-        self.write(async |conn| append::append_on(conn, sql, feed, stream, entries, expected).await)
-            .await
+        let mut writer = self.inner.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            drop(writer);
+            let tx = append::Transaction::Caller;
+            return self
+                .write(async |conn| {
+                    append::append_on(conn, sql, feed, tx, stream, entries, expected).await
+                })
+                .await;
+        };
+        w.settle().await?;
+        w.maybe_open = true;
+        let tx = append::Transaction::Own;
+        let outcome =
+            append::append_on(&mut w.conn, sql, feed, tx, stream, entries, expected).await;
+        // append_on ended the transaction unless it failed to.
+        w.maybe_open = outcome.is_err();
+        drop(writer);
+        if matches!(&outcome, Ok(o) if o.iter().any(|o| o.is_appended())) {
+            self.committed();
+        }
+        outcome
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions<i64>) -> Result<Vec<Entry<i64>>> {
@@ -524,6 +598,13 @@ impl Store for SqliteStore {
 
     async fn close(&self) -> Result<()> {
         self.inner.lifecycle.close();
+        // Waits for a write in progress, then releases the files' connections.
+        if let Some(writer) = self.inner.writer.lock().await.take() {
+            writer.conn.close().await.map_err(backend_err)?;
+        }
+        if self.inner.ownership != Ownership::Caller {
+            self.inner.pool.close().await;
+        }
         Ok(())
     }
 

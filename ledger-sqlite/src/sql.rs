@@ -4,9 +4,11 @@
 pub struct Statements {
     pub table: String,
     pub stream_version: String,
-    pub upsert_stream_version: String,
+    pub upsert_stream_version_prefix: String,
+    pub upsert_stream_version_suffix: String,
     pub insert_entry_columns: String,
     pub insert_feed: String,
+    pub insert_feed_prefix: String,
     pub read_columns: String,
     pub count: String,
     pub stat: String,
@@ -27,16 +29,20 @@ impl Statements {
         Statements {
             table: t.to_owned(),
             stream_version: format!(r#"SELECT version FROM "{t}_streams" WHERE stream = ?"#),
-            upsert_stream_version: format!(
-                r#"INSERT INTO "{t}_streams" (stream, version) VALUES (?, ?)
-                   ON CONFLICT (stream) DO UPDATE SET version = excluded.version"#
+            upsert_stream_version_prefix: format!(
+                r#"INSERT INTO "{t}_streams" (stream, version) VALUES ("#
             ),
+            upsert_stream_version_suffix:
+                ") ON CONFLICT (stream) DO UPDATE SET version = excluded.version".to_owned(),
             insert_entry_columns: format!(
-                r#"INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
+                r#"INSERT INTO "{t}" (id, stream, version, payload, order_key, dedup_key,
                    schema_version, metadata, tags, created_at) "#
             ),
             insert_feed: format!(
                 r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES (?, ?, ?)"#
+            ),
+            insert_feed_prefix: format!(
+                r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES ("#
             ),
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
