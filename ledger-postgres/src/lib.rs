@@ -158,9 +158,12 @@ impl PostgresStoreBuilder {
     pub async fn connect(self, url: &str) -> Result<PostgresStore> {
         self.validate()?;
         let options: PgConnectOptions = url.parse().map_err(backend_err)?;
+        // No ping per acquire (a round trip on every call): a connection the server dropped
+        // fails one call with `Error::Backend` and leaves the pool; subscriptions retry.
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(backend_err)?;

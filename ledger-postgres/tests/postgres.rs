@@ -29,6 +29,7 @@ async fn named_store(table: &str, application_name: &str, change_feed: bool) -> 
     let options: PgConnectOptions = url().parse().unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(options.application_name(application_name))
         .await
         .unwrap();
