@@ -61,6 +61,11 @@ async fn main() {
         }
     };
     let mut report = Report::new(sizes, quick);
+    report.setting(
+        "pools",
+        "the ledger stores configure their own sqlx pools (no ping per acquire; SQLite keeps one \
+         connection for writes); the baselines use sqlx's default pools, which ping on acquire",
+    );
     if wants("sqlite")
         && let Err(e) = sqlite::run(sizes, &mut report).await
     {

@@ -98,6 +98,14 @@ impl Error {
         Error::Backend(Box::new(err))
     }
 
+    /// [`Error::EntryNotFound`] for `id` in `stream`.
+    pub fn entry_not_found(stream: &str, id: impl std::fmt::Display) -> Self {
+        Error::EntryNotFound {
+            stream: stream.to_owned(),
+            id: id.to_string(),
+        }
+    }
+
     /// True for [`Error::Conflict`]: the append can be retried after re-reading the stream.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })

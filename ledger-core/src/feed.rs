@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
+use crate::error::{Error, Result};
 
 /// One record of a store's change feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,4 +71,31 @@ impl<Id> Mutation<Id> {
             Mutation::Rename { .. } => "rename",
         }
     }
+}
+
+impl<Id: serde::de::DeserializeOwned> FeedRecord<Id> {
+    /// Rebuilds a record from what a store keeps: its position, stream and the mutation's JSON.
+    pub fn from_stored(position: i64, stream: String, mutation: &str) -> Result<Self> {
+        let mutation = serde_json::from_str(mutation).map_err(|e| {
+            Error::backend(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("feed record {position} is invalid: {e}"),
+            ))
+        })?;
+        Ok(FeedRecord {
+            position: position as u64,
+            stream,
+            mutation,
+        })
+    }
+}
+
+/// A feed position or cursor as the SQL backends store it (`BIGINT`).
+pub fn stored_position(position: u64) -> Result<i64> {
+    i64::try_from(position).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "position {position} exceeds the largest, {}",
+            i64::MAX
+        ))
+    })
 }

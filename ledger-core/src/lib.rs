@@ -63,7 +63,7 @@ mod upcast;
 pub use codec::{Codec, JsonCodec};
 pub use entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
 pub use error::{Error, Result};
-pub use feed::{FeedRecord, Mutation};
+pub use feed::{FeedRecord, Mutation, stored_position};
 pub use lifecycle::Lifecycle;
 pub use memory::MemoryStore;
 pub use name::{MAX_STREAM_LEN, MAX_TABLE_LEN, validate_stream_id, validate_table_name};

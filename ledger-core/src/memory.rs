@@ -49,10 +49,7 @@ impl State {
         self.streams
             .get_mut(stream)
             .and_then(|s| s.entries.get_mut(&id))
-            .ok_or_else(|| Error::EntryNotFound {
-                stream: stream.to_owned(),
-                id: id.to_string(),
-            })
+            .ok_or_else(|| Error::entry_not_found(stream, id))
     }
 }
 

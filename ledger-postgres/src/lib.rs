@@ -87,7 +87,7 @@ use ledger_core::append::{now, validate_annotations, validate_append, validate_t
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
     ExpectedVersion, FeedOrder, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions,
-    Result, Search, Store, StreamStat, validate_stream_id, validate_table_name,
+    Result, Search, Store, StreamStat, stored_position, validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -230,13 +230,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("table", &self.inner.sql.names.table)
             .field("change_feed", &self.inner.change_feed)
             .finish_non_exhaustive()
-    }
-}
-
-fn not_found(stream: &str, id: i64) -> Error {
-    Error::EntryNotFound {
-        stream: stream.to_owned(),
-        id: id.to_string(),
     }
 }
 
@@ -451,7 +444,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(not_found(stream, id));
+                return Err(Error::entry_not_found(stream, id));
             }
             let m = Mutation::SetTags {
                 id,
@@ -495,7 +488,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(not_found(stream, id));
+                return Err(Error::entry_not_found(stream, id));
             }
             let m = Mutation::SetAnnotations {
                 id,
@@ -642,9 +635,7 @@ impl CursorStore for PostgresStore {
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
-        let position = i64::try_from(position).map_err(|_| {
-            Error::InvalidArgument(format!("cursor position {position} exceeds {}", i64::MAX))
-        })?;
+        let position = stored_position(position)?;
         sqlx::query(&self.inner.sql.set_cursor)
             .bind(name)
             .bind(position)

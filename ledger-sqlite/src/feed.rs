@@ -7,7 +7,7 @@
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use ledger_core::append::now;
-use ledger_core::{Error, FeedRecord, Mutation, Result};
+use ledger_core::{Error, FeedRecord, Mutation, Result, stored_position};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -37,32 +37,13 @@ pub async fn read(
     after: Option<u64>,
     limit: u32,
 ) -> Result<Vec<FeedRecord<i64>>> {
-    let after = i64::try_from(after.unwrap_or(0)).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "feed position {after:?} is beyond the largest position"
-        ))
-    })?;
     let rows = sqlx::query(&sql.read_feed)
-        .bind(after)
+        .bind(stored_position(after.unwrap_or(0))?)
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
         .map_err(backend_err)?;
     rows.iter()
-        .map(|row| {
-            let position: i64 = row.get(0);
-            let text: &str = row.get(2);
-            let mutation = serde_json::from_str(text).map_err(|e| {
-                Error::backend(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("feed record {position} is invalid: {e}"),
-                ))
-            })?;
-            Ok(FeedRecord {
-                position: position as u64,
-                stream: row.get(1),
-                mutation,
-            })
-        })
+        .map(|row| FeedRecord::from_stored(row.get(0), row.get(1), row.get(2)))
         .collect()
 }

@@ -65,7 +65,7 @@ use ledger_core::append::{
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
     ExpectedVersion, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions, Result,
-    Search, Store, StreamStat, validate_stream_id, validate_table_name,
+    Search, Store, StreamStat, stored_position, validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -373,13 +373,6 @@ impl SqliteStore {
     }
 }
 
-fn not_found(stream: &str, id: i64) -> Error {
-    Error::EntryNotFound {
-        stream: stream.to_owned(),
-        id: id.to_string(),
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     type Id = i64;
@@ -493,7 +486,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(not_found(stream, id));
+                return Err(Error::entry_not_found(stream, id));
             }
             let m = Mutation::SetTags {
                 id,
@@ -523,7 +516,7 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(backend_err)?;
-            let current = current.ok_or_else(|| not_found(stream, id))?;
+            let current = current.ok_or_else(|| Error::entry_not_found(stream, id))?;
             let mut annotations: BTreeMap<String, String> = serde_json::from_str(&current)
                 .map_err(|e| Error::Decode {
                     id: id.to_string(),
@@ -675,9 +668,7 @@ impl CursorStore for SqliteStore {
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
-        let position = i64::try_from(position).map_err(|_| {
-            Error::InvalidArgument(format!("cursor position {position} exceeds {}", i64::MAX))
-        })?;
+        let position = stored_position(position)?;
         sqlx::query(&self.inner.sql.set_cursor)
             .bind(name)
             .bind(position)

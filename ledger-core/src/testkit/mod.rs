@@ -17,7 +17,13 @@
 //!     async fn open(&self, table: &str) -> ledger_core::Result<Self::Store> { /* … */ }
 //! }
 //! ledger_core::conformance_tests!(Sqlite);
+//! // or, for a store whose appends can be held open in a caller's transaction
+//! // (implement `TransactionalFactory`), with the gap-safety test as well:
+//! // ledger_core::conformance_tests!(Sqlite, transactions);
 //! ```
+//!
+//! Backends that need a server find its URL with [`server::server_url`], which fails the test
+//! with instructions when no server is configured.
 //!
 //! [`Capabilities`]: crate::Capabilities
 
