@@ -207,8 +207,10 @@ async fn raw_read(pool: &PgPool, table: &str, sizes: Sizes) -> Result<f64> {
         if rows.is_empty() {
             break;
         }
+        // Decoded into a page, as an application (and ledger) holds what it read.
+        let mut page = Vec::with_capacity(rows.len());
         for row in &rows {
-            let e = RawEntry {
+            page.push(RawEntry {
                 id: row.get(0),
                 stream: row.get(1),
                 version: row.get(2),
@@ -221,10 +223,10 @@ async fn raw_read(pool: &PgPool, table: &str, sizes: Sizes) -> Result<f64> {
                 annotations: row.get::<Json<_>, _>(9).0,
                 created_at: row.get(10),
                 updated_at: row.get(11),
-            };
-            after = e.id;
-            seen += 1;
+            });
         }
+        after = page.last().map_or(after, |e| e.id);
+        seen += page.len();
     }
     assert_eq!(seen, sizes.read_entries, "baseline read every entry");
     Ok(rate(seen, started.elapsed()))
