@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use ledger_core::append::{dedup_keys, now, plan_append};
 use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
@@ -51,6 +51,74 @@ fn without_nul(v: &Value) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// Appends in one autocommitted statement, for the common case: returns `None` when the
+/// statement did not apply (the stream's version did not satisfy `expected`, or a dedup key is
+/// taken) and the append must be decided in a transaction ([`append_on`]). Without the change
+/// feed only (its record needs the ids before the insert).
+pub async fn append_in_one_statement(
+    pool: &PgPool,
+    sql: &Statements,
+    stream: &str,
+    inputs: &[AppendInput],
+    expected: ExpectedVersion,
+) -> Result<Option<Vec<AppendOutcome<i64>>>> {
+    // Which inputs to write and their versions relative to the stream's current one.
+    let relative = plan_append::<i64, _>(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
+    let mut columns = Columns::with_capacity(relative.rows.len());
+    for &(index, version) in &relative.rows {
+        columns.push(&inputs[index], version)?;
+    }
+    let (kind, exact) = match expected {
+        ExpectedVersion::Any => (0, 0),
+        ExpectedVersion::NoStream => (1, 0),
+        ExpectedVersion::StreamExists => (2, 0),
+        ExpectedVersion::Exact(v) => (3, v as i64),
+    };
+    let statement = if expected.admits(0) {
+        &sql.append_admitting_new
+    } else {
+        &sql.append_existing
+    };
+    let rows = sqlx::query(statement)
+        .bind(stream)
+        .bind(now())
+        .bind(&columns.versions)
+        .bind(&columns.payloads)
+        .bind(&columns.exact_payloads)
+        .bind(&columns.order_keys)
+        .bind(&columns.dedup_keys)
+        .bind(&columns.schema_versions)
+        .bind(&columns.metadata)
+        .bind(&columns.tags)
+        .bind(relative.new_version as i64)
+        .bind(&sql.channel)
+        .bind(kind)
+        .bind(exact)
+        .fetch_all(pool)
+        .await;
+    let mut rows: Vec<(i64, i64)> = match rows {
+        Ok(rows) => rows.iter().map(|r| (r.get(1), r.get(0))).collect(),
+        Err(sqlx::Error::Database(db)) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            return Ok(None);
+        }
+        Err(e) => return Err(backend_err(e)),
+    };
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.sort_unstable();
+    let previous = (rows[0].0 - 1) as u64;
+    let plan = plan_append(
+        stream,
+        inputs,
+        previous,
+        &HashMap::new(),
+        ExpectedVersion::Any,
+    )?;
+    let ids: Vec<i64> = rows.into_iter().map(|(_, id)| id).collect();
+    Ok(Some(plan.outcomes(&ids)))
 }
 
 /// Appends inside the caller's transaction; see [`crate::PostgresStore::append_in`].

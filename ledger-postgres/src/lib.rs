@@ -39,6 +39,12 @@
 //!   stream's row in `t_streams` before reading its version, so of two appenders expecting the
 //!   same version, from any connection or process, exactly one wins; `UNIQUE (stream, version)`
 //!   backs it up. Appends to different streams proceed in parallel.
+//! - **One statement per append** in the common case (no change feed): the version bump under
+//!   the row lock, the expected-version check and the insert run as one autocommitted
+//!   statement. When it does not apply (the check fails, or a dedup key is taken, which the
+//!   unique index reports) nothing was written and the append is decided again in a
+//!   transaction that looks the keys up, so conflicts and idempotent retries are reported
+//!   exactly as elsewhere.
 //! - **Dedup** is a unique index on `(stream, dedup_key)`; duplicates are found before insert and
 //!   reported per input.
 //! - **Change feed** (off by default, [`PostgresStoreBuilder::change_feed`]): gap-safe through a
@@ -376,6 +382,14 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let (sql, feed) = (&self.inner.sql, self.inner.change_feed);
+        if !feed {
+            let one =
+                append::append_in_one_statement(&self.inner.pool, sql, stream, &entries, expected);
+            if let Some(outcomes) = one.await? {
+                self.inner.lifecycle.committed();
+                return Ok(outcomes);
+            }
+        }
         self.write(async |conn| append::append_on(conn, sql, feed, stream, entries, expected).await)
             .await
     }

@@ -71,6 +71,10 @@ pub struct Statements {
     pub dedup_lookup: String,
     pub allocate_ids: String,
     pub insert_entries: String,
+    /// The one-statement append when `expected` admits a new stream (version 0).
+    pub append_admitting_new: String,
+    /// The one-statement append when `expected` requires an existing stream.
+    pub append_existing: String,
     pub insert_entries_with_feed: String,
     pub record_feed: String,
     pub read_columns: String,
@@ -133,7 +137,52 @@ impl Statements {
                 )"#
             )
         };
+        // A whole append in one autocommitted statement: bump the stream's version under its row
+        // lock if `expected` admits the current one ($13 kind, $14 exact version), then insert
+        // the entries at versions after the previous one. No row back means "decide the slow
+        // way": `expected` did not hold (a conflict, or a retry of stored duplicates). A taken
+        // dedup key aborts the statement with a unique violation, which also means that.
+        let admits = |v: &str| {
+            format!(
+                "CASE $13::int WHEN 0 THEN TRUE WHEN 1 THEN {v} = 0 WHEN 2 THEN {v} > 0 \
+                 ELSE {v} = $14 END"
+            )
+        };
+        let one_statement = |bump: String| {
+            format!(
+                r#"WITH bumped AS ({bump}), rows AS (
+                INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
+                                   dedup_key, schema_version, metadata, tags, created_at)
+                SELECT nextval('"{ids}"'), $1, b.previous + u.version, u.payload::jsonb,
+                       u.payload_exact, u.order_key, u.dedup_key, u.schema_version,
+                       u.metadata::jsonb, u.tags::jsonb, $2
+                FROM bumped b CROSS JOIN unnest($3::bigint[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
+                     WITH ORDINALITY AS u(version, payload, payload_exact, order_key, dedup_key,
+                                          schema_version, metadata, tags, ord)
+                ORDER BY u.ord
+                RETURNING id, version
+            )
+            SELECT rows.id, rows.version FROM rows
+            CROSS JOIN (SELECT pg_notify($12, '')) AS notified"#
+            )
+        };
+        let append_admitting_new = one_statement(format!(
+            r#"INSERT INTO "{streams}" AS s (stream, version) VALUES ($1, $11)
+               ON CONFLICT (stream) DO UPDATE SET version = s.version + $11
+               WHERE {}
+               RETURNING s.version - $11 AS previous"#,
+            admits("s.version")
+        ));
+        let append_existing = one_statement(format!(
+            r#"UPDATE "{streams}" AS s SET version = s.version + $11
+               WHERE s.stream = $1 AND {}
+               RETURNING s.version - $11 AS previous"#,
+            admits("s.version")
+        ));
         Statements {
+            append_admitting_new,
+            append_existing,
             channel: names.channel.clone(),
             lock_stream: format!(
                 r#"INSERT INTO "{streams}" (stream, version) VALUES ($1, 0)
