@@ -260,7 +260,7 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
         "SQLite",
         format!(
             "{} (bundled by libsqlite3-sys), one file per run in the temp dir, journal_mode=WAL, \
-         synchronous=NORMAL, busy_timeout 30 s, pool of 4 connections for both systems",
+         synchronous=NORMAL, busy_timeout 30 s, 4 pooled connections for both systems (plus ledger's write connection)",
             sqlite_version().await?
         ),
     );
