@@ -191,21 +191,6 @@ pub fn merge_annotations(
     }
 }
 
-/// A SQL `LIKE` pattern matching `text` literally anywhere: `%`, `_` and `\` are escaped with
-/// `\` (use `ESCAPE '\'`).
-pub fn like_contains_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,9 @@
 //! advisory-lock watermark) keep writers parallel but stall readers behind any long transaction
 //! in the cluster, and order records by transaction instead of by a plain position.
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::PgConnection;
 
-use ledger_core::{Error, FeedRecord, Mutation, Result, stored_position};
+use ledger_core::{Error, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -37,22 +37,4 @@ pub async fn record(
         .await
         .map_err(backend_err)?;
     Ok(())
-}
-
-/// Up to `limit` records after `after`.
-pub async fn read(
-    pool: &PgPool,
-    sql: &Statements,
-    after: Option<u64>,
-    limit: u32,
-) -> Result<Vec<FeedRecord<i64>>> {
-    let rows = sqlx::query(&sql.read_feed)
-        .bind(stored_position(after.unwrap_or(0))?)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(backend_err)?;
-    rows.iter()
-        .map(|row| FeedRecord::from_stored(row.get(0), row.get(1), row.get(2)))
-        .collect()
 }

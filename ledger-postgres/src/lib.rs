@@ -93,7 +93,7 @@ use ledger_core::append::{now, validate_annotations, validate_append, validate_t
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
     ExpectedVersion, FeedOrder, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions,
-    Result, Search, Store, StreamStat, stored_position, validate_stream_id, validate_table_name,
+    Result, Search, Store, StreamStat, validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -103,9 +103,7 @@ use crate::sql::{Names, Statements};
 /// The table a store uses unless told otherwise.
 pub const DEFAULT_TABLE: &str = "ledger_entries";
 
-pub(crate) fn backend_err(e: sqlx::Error) -> Error {
-    Error::backend(e)
-}
+pub(crate) use ledger_sql::backend_err;
 
 /// How [`Search::search`] matches payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -341,7 +339,7 @@ impl PostgresStore {
             (None, _) => {}
             (Some(text), SearchMode::Substring) => {
                 q.push(r" AND payload::text ILIKE ")
-                    .push_bind(ledger_core::append::like_contains_pattern(text))
+                    .push_bind(ledger_sql::like_contains_pattern(text))
                     .push(r" ESCAPE '\'");
             }
             (Some(text), SearchMode::FullText) => {
@@ -631,7 +629,7 @@ impl ChangeFeed for PostgresStore {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord<i64>>> {
         self.check_open()?;
         ListOptions::new().limit(limit).validate()?;
-        feed::read(&self.inner.pool, &self.inner.sql, after, limit).await
+        ledger_sql::read_feed(&self.inner.pool, &self.inner.sql.read_feed, after, limit).await
     }
 }
 
@@ -639,24 +637,12 @@ impl ChangeFeed for PostgresStore {
 impl CursorStore for PostgresStore {
     async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
         self.check_open()?;
-        let position: Option<i64> = sqlx::query_scalar(&self.inner.sql.get_cursor)
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(position.map(|p| p as u64))
+        ledger_sql::get_cursor(&self.inner.pool, &self.inner.sql.get_cursor, name).await
     }
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
-        let position = stored_position(position)?;
-        sqlx::query(&self.inner.sql.set_cursor)
-            .bind(name)
-            .bind(position)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+        ledger_sql::set_cursor(&self.inner.pool, &self.inner.sql.set_cursor, name, position).await
     }
 }
 
@@ -664,10 +650,6 @@ impl CursorStore for PostgresStore {
 impl Health for PostgresStore {
     async fn health(&self) -> Result<()> {
         self.check_open()?;
-        sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+        ledger_sql::ping(&self.inner.pool).await
     }
 }

@@ -10,15 +10,15 @@ use sqlx::PgPool;
 
 use ledger_core::Result;
 
-use crate::backend_err;
 use crate::sql::Names;
+use ledger_sql::{Migration, MigrationSql};
 
 /// `(version, description, statements)`; `{t}` stands for the validated table name and
 /// `{streams}`, `{ids}`, `{feed}`, `{feed_head}`, `{cursors}` for the derived names.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "entries, streams, change feed and cursors",
-    r#"
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "entries, streams, change feed and cursors",
+    statements: r#"
 CREATE SEQUENCE "{ids}";
 CREATE TABLE "{t}" (
     id             BIGINT      PRIMARY KEY,
@@ -61,65 +61,31 @@ CREATE TABLE "{cursors}" (
     position BIGINT NOT NULL
 );
 "#,
-)];
+}];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
-/// Any constant works; it only has to be the same in every process running ledger migrations.
-const MIGRATION_LOCK: i64 = 0x6c65_6467_6572; // "ledger"
+/// A transaction-scoped advisory lock serializes migrators (any constant works, as long as
+/// every process running ledger migrations uses the same: "ledger" in ASCII).
+const MIGRATION_SQL: MigrationSql<'static> = MigrationSql {
+    begin: "BEGIN",
+    lock: Some("SELECT pg_advisory_xact_lock(119182731994482)"),
+    create_table: "CREATE TABLE IF NOT EXISTS ledger_migrations (
+        store       TEXT        NOT NULL,
+        version     BIGINT      NOT NULL,
+        description TEXT        NOT NULL,
+        applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (store, version)
+    )",
+    applied: "SELECT COALESCE(MAX(version), 0)::BIGINT FROM ledger_migrations WHERE store = $1",
+    record: "INSERT INTO ledger_migrations (store, version, description) VALUES ($1, $2, $3)",
+};
 
-/// Applies the migrations `table` is missing and records them.
+/// Applies the migrations the store is missing and records them.
 pub async fn migrate(pool: &PgPool, names: &Names) -> Result<()> {
-    let table = names.table.as_str();
-    let mut tx = pool.begin().await.map_err(backend_err)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_err)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS ledger_migrations (
-            store       TEXT        NOT NULL,
-            version     BIGINT      NOT NULL,
-            description TEXT        NOT NULL,
-            applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-            PRIMARY KEY (store, version)
-        )",
-    )
-    .execute(&mut *tx)
+    ledger_sql::migrate(pool, &MIGRATION_SQL, &names.table, MIGRATIONS, |sql| {
+        names.fill(sql)
+    })
     .await
-    .map_err(backend_err)?;
-    let applied: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM ledger_migrations WHERE store = $1",
-    )
-    .bind(table)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(backend_err)?;
-    for &(version, description, sql) in MIGRATIONS {
-        if version <= applied {
-            continue;
-        }
-        let statements = names.fill(sql);
-        for statement in statements.split(';').map(str::trim) {
-            if statement.is_empty() {
-                continue;
-            }
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_err)?;
-        }
-        sqlx::query(
-            "INSERT INTO ledger_migrations (store, version, description) VALUES ($1, $2, $3)",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(description)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_err)?;
-    }
-    tx.commit().await.map_err(backend_err)
 }

@@ -4,10 +4,10 @@
 //! they are commit-ordered: a reader that has seen position `p` can never later find a newly
 //! committed record below `p` (gap safety for free).
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 
 use ledger_core::append::now;
-use ledger_core::{Error, FeedRecord, Mutation, Result, stored_position};
+use ledger_core::{Error, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -28,22 +28,4 @@ pub async fn record(
         .await
         .map_err(backend_err)?;
     Ok(())
-}
-
-/// Up to `limit` records after `after`.
-pub async fn read(
-    pool: &SqlitePool,
-    sql: &Statements,
-    after: Option<u64>,
-    limit: u32,
-) -> Result<Vec<FeedRecord<i64>>> {
-    let rows = sqlx::query(&sql.read_feed)
-        .bind(stored_position(after.unwrap_or(0))?)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(backend_err)?;
-    rows.iter()
-        .map(|row| FeedRecord::from_stored(row.get(0), row.get(1), row.get(2)))
-        .collect()
 }

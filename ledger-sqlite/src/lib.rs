@@ -65,7 +65,7 @@ use ledger_core::append::{
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
     ExpectedVersion, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions, Result,
-    Search, Store, StreamStat, stored_position, validate_stream_id, validate_table_name,
+    Search, Store, StreamStat, validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -75,9 +75,7 @@ use crate::sql::Statements;
 /// The table a store uses unless told otherwise.
 pub const DEFAULT_TABLE: &str = "ledger_entries";
 
-pub(crate) fn backend_err(e: sqlx::Error) -> Error {
-    Error::backend(e)
-}
+pub(crate) use ledger_sql::backend_err;
 
 /// Options for opening a [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -360,7 +358,7 @@ impl SqliteStore {
         };
         if let Some(text) = text {
             q.push(r" AND payload LIKE ")
-                .push_bind(ledger_core::append::like_contains_pattern(text))
+                .push_bind(ledger_sql::like_contains_pattern(text))
                 .push(r" ESCAPE '\'");
         }
         read::push_conditions(&mut q, options);
@@ -650,7 +648,7 @@ impl ChangeFeed for SqliteStore {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord<i64>>> {
         self.check_open()?;
         ListOptions::new().limit(limit).validate()?;
-        feed::read(&self.inner.pool, &self.inner.sql, after, limit).await
+        ledger_sql::read_feed(&self.inner.pool, &self.inner.sql.read_feed, after, limit).await
     }
 }
 
@@ -658,24 +656,12 @@ impl ChangeFeed for SqliteStore {
 impl CursorStore for SqliteStore {
     async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
         self.check_open()?;
-        let position: Option<i64> = sqlx::query_scalar(&self.inner.sql.get_cursor)
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(position.map(|p| p as u64))
+        ledger_sql::get_cursor(&self.inner.pool, &self.inner.sql.get_cursor, name).await
     }
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
-        let position = stored_position(position)?;
-        sqlx::query(&self.inner.sql.set_cursor)
-            .bind(name)
-            .bind(position)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+        ledger_sql::set_cursor(&self.inner.pool, &self.inner.sql.set_cursor, name, position).await
     }
 }
 
@@ -683,11 +669,7 @@ impl CursorStore for SqliteStore {
 impl Health for SqliteStore {
     async fn health(&self) -> Result<()> {
         self.check_open()?;
-        sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+        ledger_sql::ping(&self.inner.pool).await
     }
 }
 

@@ -9,13 +9,13 @@ use sqlx::SqlitePool;
 
 use ledger_core::Result;
 
-use crate::backend_err;
+use ledger_sql::{Migration, MigrationSql};
 
-/// `(version, description, statements)`; `{t}` stands for the validated table name.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "entries, streams, change feed and cursors",
-    r#"
+/// The store's migrations; `{t}` stands for the validated table name.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "entries, streams, change feed and cursors",
+    statements: r#"
 CREATE TABLE "{t}" (
     -- AUTOINCREMENT: ids are never reused after a trim, so cursors stay valid.
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,63 +50,30 @@ CREATE TABLE "{t}_cursors" (
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
-)];
+}];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// `BEGIN IMMEDIATE` takes the write lock first, which also serializes concurrent migrators.
+const MIGRATION_SQL: MigrationSql<'static> = MigrationSql {
+    begin: "BEGIN IMMEDIATE",
+    lock: None,
+    create_table: "CREATE TABLE IF NOT EXISTS ledger_migrations (
+        store       TEXT    NOT NULL,
+        version     INTEGER NOT NULL,
+        description TEXT    NOT NULL,
+        applied_at  TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        PRIMARY KEY (store, version)
+    ) WITHOUT ROWID",
+    applied: "SELECT COALESCE(MAX(version), 0) FROM ledger_migrations WHERE store = ?",
+    record: "INSERT INTO ledger_migrations (store, version, description) VALUES (?, ?, ?)",
+};
 
 /// Applies the migrations `table` is missing and records them.
 pub async fn migrate(pool: &SqlitePool, table: &str) -> Result<()> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(backend_err)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS ledger_migrations (
-            store       TEXT    NOT NULL,
-            version     INTEGER NOT NULL,
-            description TEXT    NOT NULL,
-            applied_at  INTEGER NOT NULL,
-            PRIMARY KEY (store, version)
-        ) WITHOUT ROWID",
-    )
-    .execute(&mut *tx)
+    ledger_sql::migrate(pool, &MIGRATION_SQL, table, MIGRATIONS, |sql| {
+        sql.replace("{t}", table)
+    })
     .await
-    .map_err(backend_err)?;
-    let applied: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM ledger_migrations WHERE store = ?",
-    )
-    .bind(table)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(backend_err)?;
-    for &(version, description, sql) in MIGRATIONS {
-        if version <= applied {
-            continue;
-        }
-        let statements = sql.replace("{t}", table);
-        // One statement at a time: a multi-statement `raw_sql` future is not `Send`-general.
-        for statement in statements
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_err)?;
-        }
-        sqlx::query(
-            "INSERT INTO ledger_migrations (store, version, description, applied_at)
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(description)
-        .bind(ledger_core::append::now().timestamp_micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_err)?;
-    }
-    tx.commit().await.map_err(backend_err)
 }

@@ -1,0 +1,204 @@
+//! What `ledger`'s SQL backends share, written once and generic over the sqlx database:
+//! the migration runner, durable cursors, health checks, change-feed reads and search patterns. Each backend supplies its statement
+//! texts (placeholders and table names differ); the binding, decoding and error handling live
+//! here.
+//!
+//! This crate has no optional features.
+#![deny(missing_docs)]
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use ledger_core::{Error, FeedRecord, Result, stored_position};
+
+/// A driver error as the SDK's error.
+pub fn backend_err(e: sqlx::Error) -> Error {
+    Error::backend(e)
+}
+
+/// A SQL `LIKE` pattern matching `text` literally anywhere: `%`, `_` and `\` are escaped with
+/// `\` (use `ESCAPE '\'`).
+pub fn like_contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The saved position of cursor `name`, with `get` selecting `position` by `name`.
+pub async fn get_cursor<DB>(pool: &Pool<DB>, get: &str, name: &str) -> Result<Option<u64>>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query(get)
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(backend_err)?;
+    row.map(|r| r.try_get::<i64, _>(0).map(|p| p as u64))
+        .transpose()
+        .map_err(backend_err)
+}
+
+/// Saves `position` for cursor `name` with `set` (an upsert that keeps the greater position).
+pub async fn set_cursor<DB>(pool: &Pool<DB>, set: &str, name: &str, position: u64) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(set)
+        .bind(name)
+        .bind(stored_position(position)?)
+        .execute(pool)
+        .await
+        .map_err(backend_err)?;
+    Ok(())
+}
+
+/// `Ok` if the database answers a trivial query.
+pub async fn ping<DB>(pool: &Pool<DB>) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map_err(backend_err)?;
+    Ok(())
+}
+
+/// Up to `limit` feed records after `after`, with `read` selecting `position, stream, mutation`
+/// (the mutation as JSON text) past a position, ascending, limited.
+pub async fn read_feed<DB>(
+    pool: &Pool<DB>,
+    read: &str,
+    after: Option<u64>,
+    limit: u32,
+) -> Result<Vec<FeedRecord<i64>>>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let rows = sqlx::query(read)
+        .bind(stored_position(after.unwrap_or(0))?)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(backend_err)?;
+    rows.iter()
+        .map(|row| {
+            let position: i64 = row.try_get(0).map_err(backend_err)?;
+            let stream: String = row.try_get(1).map_err(backend_err)?;
+            let mutation: &str = row.try_get(2).map_err(backend_err)?;
+            FeedRecord::from_stored(position, stream, mutation)
+        })
+        .collect()
+}
+
+/// One schema migration of a store: its version, what it does, and its statements.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Applied in ascending order; recorded once applied.
+    pub version: i64,
+    /// What it creates or changes.
+    pub description: &'static str,
+    /// Statements separated by `;` (none may contain `;` itself), with placeholders such as
+    /// `{t}` that the backend's `fill` replaces with validated names.
+    pub statements: &'static str,
+}
+
+/// The dialect's statements around migrations.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSql<'a> {
+    /// Opens the migration transaction (e.g. `BEGIN IMMEDIATE`, which also serializes them).
+    pub begin: &'a str,
+    /// Run first in the transaction to serialize concurrent migrators, if `begin` does not.
+    pub lock: Option<&'a str>,
+    /// Creates `ledger_migrations (store, version, description, applied_at)` if missing.
+    pub create_table: &'a str,
+    /// Selects the highest applied version of a store (bound: store), 0 if none.
+    pub applied: &'a str,
+    /// Records one applied migration (bound: store, version, description).
+    pub record: &'a str,
+}
+
+/// Applies the `migrations` that `store` is missing, in one transaction, and records them, so
+/// that processes opening a store at once apply each migration exactly once.
+pub async fn migrate<DB>(
+    pool: &Pool<DB>,
+    sql: &MigrationSql<'_>,
+    store: &str,
+    migrations: &[Migration],
+    fill: impl Fn(&str) -> String,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let mut tx = pool
+        .begin_with(sql.begin.to_owned())
+        .await
+        .map_err(backend_err)?;
+    let setup = sql.lock.into_iter().chain([sql.create_table]);
+    for statement in setup {
+        sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_err)?;
+    }
+    let applied: i64 = sqlx::query(sql.applied)
+        .bind(store)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(backend_err)?;
+    for migration in migrations.iter().filter(|m| m.version > applied) {
+        let statements = fill(migration.statements);
+        // One statement at a time: drivers differ in running several with one call.
+        let statements: Vec<&str> = statements
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_err)?;
+        }
+        sqlx::query(sql.record)
+            .bind(store)
+            .bind(migration.version)
+            .bind(migration.description)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_err)?;
+    }
+    tx.commit().await.map_err(backend_err)
+}
