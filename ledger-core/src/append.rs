@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::entry::{AppendInput, AppendOutcome, ExpectedVersion};
+use crate::entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion};
 use crate::error::{Error, Result};
 use crate::name::validate_stream_id;
 
@@ -153,6 +153,38 @@ impl<Id: Clone> AppendPlan<Id> {
     /// True if nothing is to be written.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The entries as stored, given the ids assigned to [`AppendPlan::rows`] in order: what
+    /// an append's change-feed record carries.
+    pub fn entries(
+        &self,
+        stream: &str,
+        inputs: &[AppendInput],
+        ids: &[Id],
+        created_at: DateTime<Utc>,
+    ) -> Vec<Entry<Id>> {
+        self.rows
+            .iter()
+            .zip(ids)
+            .map(|(&(index, version), id)| {
+                let input = &inputs[index];
+                Entry {
+                    id: id.clone(),
+                    stream: stream.to_owned(),
+                    version,
+                    payload: input.payload.clone(),
+                    order_key: input.order_key.clone(),
+                    dedup_key: input.dedup_key.clone(),
+                    schema_version: input.schema_version,
+                    metadata: input.metadata.clone(),
+                    tags: input.tags.clone(),
+                    annotations: BTreeMap::new(),
+                    created_at,
+                    updated_at: None,
+                }
+            })
+            .collect()
     }
 
     /// One outcome per input, given the ids assigned to [`AppendPlan::rows`] in order.

@@ -169,28 +169,10 @@ impl Store for MemoryStore {
         if plan.is_empty() {
             return Ok(plan.outcomes(&[]));
         }
-        let created_at = now();
-        let first_id = state.last_id + 1;
-        let mut written = Vec::with_capacity(plan.rows.len());
-        let mut entries: Vec<Option<AppendInput>> = entries.into_iter().map(Some).collect();
-        for (row, &(index, version)) in plan.rows.iter().enumerate() {
-            let input = entries[index].take().expect("each input is written once");
-            written.push(Entry {
-                id: first_id + row as i64,
-                stream: stream.to_owned(),
-                version,
-                payload: input.payload,
-                order_key: input.order_key,
-                dedup_key: input.dedup_key,
-                schema_version: input.schema_version,
-                metadata: input.metadata,
-                tags: input.tags,
-                annotations: BTreeMap::new(),
-                created_at,
-                updated_at: None,
-            });
-        }
-        let ids: Vec<i64> = written.iter().map(|e| e.id).collect();
+        let ids: Vec<i64> = (1..=plan.rows.len() as i64)
+            .map(|k| state.last_id + k)
+            .collect();
+        let written = plan.entries(stream, &entries, &ids, now());
         state.last_id = *ids.last().expect("plan is not empty");
         let data = state.streams.entry(stream.to_owned()).or_default();
         data.version = plan.new_version;

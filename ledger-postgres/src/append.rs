@@ -7,13 +7,13 @@
 //! are ascending versions and commit order. Appends to different streams do not wait for each
 //! other (unless the change feed is on; see feed.rs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use ledger_core::append::{dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
+use ledger_core::{AppendInput, AppendOutcome, Error, ExpectedVersion, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -66,10 +66,7 @@ pub async fn append_in_one_statement(
 ) -> Result<Option<Vec<AppendOutcome<i64>>>> {
     // Which inputs to write and their versions relative to the stream's current one.
     let relative = plan_append::<i64, _>(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
-    let mut columns = Columns::with_capacity(relative.rows.len());
-    for &(index, version) in &relative.rows {
-        columns.push(&inputs[index], version)?;
-    }
+    let columns = Columns::of(inputs, &relative.rows)?;
     let (kind, exact) = match expected {
         ExpectedVersion::Any => (0, 0),
         ExpectedVersion::NoStream => (1, 0),
@@ -81,19 +78,8 @@ pub async fn append_in_one_statement(
     } else {
         &sql.append_existing
     };
-    let rows = sqlx::query(statement)
-        .bind(stream)
-        .bind(now())
-        .bind(&columns.versions)
-        .bind(&columns.payloads)
-        .bind(&columns.exact_payloads)
-        .bind(&columns.order_keys)
-        .bind(&columns.dedup_keys)
-        .bind(&columns.schema_versions)
-        .bind(&columns.metadata)
-        .bind(&columns.tags)
-        .bind(relative.new_version as i64)
-        .bind(&sql.channel)
+    let rows = columns
+        .query(statement, stream, now(), relative.new_version, &sql.channel)
         .bind(kind)
         .bind(exact)
         .fetch_all(pool)
@@ -151,24 +137,15 @@ pub async fn append_on(
     }
 
     let created_at = now();
-    let mut columns = Columns::with_capacity(plan.rows.len());
-    for &(index, version) in &plan.rows {
-        columns.push(&inputs[index], version)?;
-    }
+    let columns = Columns::of(&inputs, &plan.rows)?;
     let bind_rows = |statement| {
-        sqlx::query(statement)
-            .bind(stream)
-            .bind(created_at)
-            .bind(&columns.versions)
-            .bind(&columns.payloads)
-            .bind(&columns.exact_payloads)
-            .bind(&columns.order_keys)
-            .bind(&columns.dedup_keys)
-            .bind(&columns.schema_versions)
-            .bind(&columns.metadata)
-            .bind(&columns.tags)
-            .bind(plan.new_version as i64)
-            .bind(&sql.channel)
+        columns.query(
+            statement,
+            stream,
+            created_at,
+            plan.new_version,
+            &sql.channel,
+        )
     };
 
     if !change_feed {
@@ -193,28 +170,7 @@ pub async fn append_on(
         .map_err(backend_err)?;
     // Sequence values are distinct; sorted, they give ascending ids to ascending versions.
     ids.sort_unstable();
-    let entries = plan
-        .rows
-        .iter()
-        .zip(&ids)
-        .map(|(&(index, version), &id)| {
-            let input = &inputs[index];
-            Entry {
-                id,
-                stream: stream.to_owned(),
-                version,
-                payload: input.payload.clone(),
-                order_key: input.order_key.clone(),
-                dedup_key: input.dedup_key.clone(),
-                schema_version: input.schema_version,
-                metadata: input.metadata.clone(),
-                tags: input.tags.clone(),
-                annotations: BTreeMap::new(),
-                created_at,
-                updated_at: None,
-            }
-        })
-        .collect();
+    let entries = plan.entries(stream, &inputs, &ids, created_at);
     let feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(Error::Encode)?;
     bind_rows(&sql.insert_entries_with_feed)
         .bind(&ids)
@@ -238,6 +194,40 @@ struct Columns {
 }
 
 impl Columns {
+    /// The rows `(input index, version)` of `inputs`, encoded.
+    fn of(inputs: &[AppendInput], rows: &[(usize, u64)]) -> Result<Self> {
+        let mut columns = Columns::with_capacity(rows.len());
+        for &(index, version) in rows {
+            columns.push(&inputs[index], version)?;
+        }
+        Ok(columns)
+    }
+
+    /// `statement` with $1..=$12 bound: stream, created_at, the eight columns, the stream's
+    /// new (or relative) version and the notification channel.
+    fn query<'q>(
+        &'q self,
+        statement: &'q str,
+        stream: &'q str,
+        created_at: chrono::DateTime<chrono::Utc>,
+        new_version: u64,
+        channel: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(statement)
+            .bind(stream)
+            .bind(created_at)
+            .bind(&self.versions)
+            .bind(&self.payloads)
+            .bind(&self.exact_payloads)
+            .bind(&self.order_keys)
+            .bind(&self.dedup_keys)
+            .bind(&self.schema_versions)
+            .bind(&self.metadata)
+            .bind(&self.tags)
+            .bind(new_version as i64)
+            .bind(channel)
+    }
+
     fn with_capacity(n: usize) -> Self {
         Columns {
             versions: Vec::with_capacity(n),

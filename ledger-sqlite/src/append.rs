@@ -8,12 +8,12 @@
 //! write lock is held from `BEGIN IMMEDIATE`, so nothing read can change before the writes; the
 //! `UNIQUE (stream, version)`, dedup and primary-key indexes would reject a racing writer anyway.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use ledger_core::append::{AppendPlan, dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendOutcome, Entry, Error, ExpectedVersion, Mutation, Result};
+use ledger_core::{AppendInput, AppendOutcome, Error, ExpectedVersion, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -268,23 +268,7 @@ async fn write_plan(
         .push("; ");
     let feed_text;
     if change_feed {
-        let entries = rows
-            .iter()
-            .map(|row| Entry {
-                id: row.id,
-                stream: stream.to_owned(),
-                version: row.version as u64,
-                payload: row.input.payload.clone(),
-                order_key: row.input.order_key.clone(),
-                dedup_key: row.input.dedup_key.clone(),
-                schema_version: row.input.schema_version,
-                metadata: row.input.metadata.clone(),
-                tags: row.input.tags.clone(),
-                annotations: BTreeMap::new(),
-                created_at,
-                updated_at: None,
-            })
-            .collect();
+        let entries = plan.entries(stream, inputs, &ids, created_at);
         feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(encode)?;
         q.push(&sql.insert_feed_prefix)
             .push_bind(stream)

@@ -118,12 +118,25 @@ impl SqliteStoreBuilder {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
         // A local file's connections do not drop like network ones: skip the ping per acquire.
-        let pool = SqlitePoolOptions::new()
+        let pool_options = SqlitePoolOptions::new()
             .max_connections(self.max_connections + 1)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(backend_err)?;
+            .test_before_acquire(false);
+        // Switching a new file to WAL needs an exclusive lock that SQLite's busy timeout does
+        // not wait for, so processes opening one new file at once can see "database is
+        // locked": retry for a while (once the file is in WAL mode, opening never needs it).
+        let mut attempt = 0;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("5") && attempt < 100 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 + jitter_millis(attempt))).await;
+                }
+                Err(e) => return Err(backend_err(e)),
+            }
+        };
         self.build(pool, Ownership::Store).await
     }
 
@@ -186,6 +199,15 @@ struct Inner {
     writer: tokio::sync::Mutex<Option<Writer>>,
     ownership: Ownership,
     lifecycle: Lifecycle,
+}
+
+/// A few milliseconds that differ between attempts and between processes, so that openers
+/// retrying at once do not collide again.
+fn jitter_millis(attempt: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(nanos) ^ (attempt * 7919)) % 20
 }
 
 /// Who owns the pool, and so what `close` closes.
