@@ -2,7 +2,7 @@
 //! on the server `cargo xtask bench` starts with PostgreSQL's durable defaults.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ledger_core::{ExpectedVersion, Mutation, ReadOptions, Store};
@@ -188,63 +188,65 @@ struct RawEntry {
     updated_at: Option<DateTime<Utc>>,
 }
 
-async fn raw_read(pool: &PgPool, table: &str, sizes: Sizes) -> Result<f64> {
+async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<Vec<RawEntry>> {
     use sqlx::types::Json;
     let sql = format!(
         "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, metadata, \
-         tags, annotations, created_at, updated_at FROM \"{table}\" \
-         WHERE stream = $1 AND id > $2 ORDER BY id LIMIT $3"
+     tags, annotations, created_at, updated_at FROM \"{table}\" \
+     WHERE stream = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
-    let started = Instant::now();
-    let (mut after, mut seen) = (0i64, 0usize);
-    loop {
-        let rows = sqlx::query(&sql)
-            .bind("big")
-            .bind(after)
-            .bind(i64::from(sizes.page))
-            .fetch_all(pool)
-            .await?;
-        if rows.is_empty() {
-            break;
-        }
-        // Decoded into a page, as an application (and ledger) holds what it read.
-        let mut page = Vec::with_capacity(rows.len());
-        for row in &rows {
-            page.push(RawEntry {
-                id: row.get(0),
-                stream: row.get(1),
-                version: row.get(2),
-                payload: row.get::<Json<Value>, _>(3).0,
-                order_key: row.get(4),
-                dedup_key: row.get(5),
-                schema_version: row.get(6),
-                metadata: row.get::<Json<_>, _>(7).0,
-                tags: row.get::<Json<_>, _>(8).0,
-                annotations: row.get::<Json<_>, _>(9).0,
-                created_at: row.get(10),
-                updated_at: row.get(11),
-            });
-        }
-        after = page.last().map_or(after, |e| e.id);
-        seen += page.len();
+    let rows = sqlx::query(&sql)
+        .bind("big")
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    // Decoded into a page, as an application (and ledger) holds what it read.
+    let mut page = Vec::with_capacity(rows.len());
+    for row in &rows {
+        page.push(RawEntry {
+            id: row.get(0),
+            stream: row.get(1),
+            version: row.get(2),
+            payload: row.get::<Json<Value>, _>(3).0,
+            order_key: row.get(4),
+            dedup_key: row.get(5),
+            schema_version: row.get(6),
+            metadata: row.get::<Json<_>, _>(7).0,
+            tags: row.get::<Json<_>, _>(8).0,
+            annotations: row.get::<Json<_>, _>(9).0,
+            created_at: row.get(10),
+            updated_at: row.get(11),
+        });
     }
-    assert_eq!(seen, sizes.read_entries, "baseline read every entry");
-    Ok(rate(seen, started.elapsed()))
+    Ok(page)
 }
 
-async fn ledger_read(store: &PostgresStore, sizes: Sizes) -> Result<f64> {
-    let started = Instant::now();
-    let (mut after, mut seen) = (None, 0usize);
+/// Reads the whole stream page by page with both systems in turn (baseline page, then the
+/// same page through ledger), so that drift in the machine's state affects both alike.
+/// Returns `(baseline, ledger)` entries per second.
+async fn read_both(pool: &PgPool, store: &PostgresStore, sizes: Sizes) -> Result<(f64, f64)> {
+    let (mut raw_time, mut ledger_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut after, mut seen) = (0i64, 0usize);
     loop {
-        let mut options = ReadOptions::new().limit(sizes.page);
-        options.after = after;
+        let started = Instant::now();
+        let raw = raw_page(pool, store.table(), after, sizes.page).await?;
+        raw_time += started.elapsed();
+        let started = Instant::now();
+        let options = ReadOptions::new().after(after).limit(sizes.page);
         let page = store.read("big", &options).await?;
+        ledger_time += started.elapsed();
+        assert_eq!(
+            raw.iter().map(|e| e.id).collect::<Vec<_>>(),
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "both systems read the same page"
+        );
         let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        after = last.id;
         seen += page.len();
     }
-    assert_eq!(seen, sizes.read_entries, "ledger read every entry");
-    Ok(rate(seen, started.elapsed()))
+    assert_eq!(seen, sizes.read_entries, "every entry was read");
+    Ok((rate(seen, raw_time), rate(seen, ledger_time)))
 }
 
 /// Catch-up over the change feed, in entries per second, against a raw SELECT of the same feed
@@ -383,12 +385,12 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     // Both systems start warm: one untimed pass each.
-    raw_read(&pool, store.table(), sizes).await?;
-    ledger_read(&store, sizes).await?;
+    read_both(&pool, &store, sizes).await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
-        raw.push(raw_read(&pool, store.table(), sizes).await?);
-        led.push(ledger_read(&store, sizes).await?);
+        let (r, l) = read_both(&pool, &store, sizes).await?;
+        raw.push(r);
+        led.push(l);
     }
     report.row(ReportRow {
         backend: "PostgreSQL",

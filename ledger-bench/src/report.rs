@@ -48,7 +48,7 @@ impl Report {
         out.push_str(
             "Measured by `cargo xtask bench` (release build). Every ledger figure is a ratio against a \
              raw sqlx baseline that writes or reads the same rows in the same run, on the same \
-             machine, alternating baseline and ledger; each figure is the median of the \
+             machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
              repetitions. Events are about 200-byte JSON payloads with two metadata keys and a \
              dedup key.\n\n",
         );

@@ -189,62 +189,64 @@ struct RawEntry {
     updated_at: Option<DateTime<Utc>>,
 }
 
-async fn raw_read(pool: &SqlitePool, sizes: Sizes) -> Result<f64> {
+async fn raw_page(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<RawEntry>> {
     let sql = "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, \
-               metadata, tags, annotations, created_at, updated_at FROM ledger_entries \
-               WHERE stream = ? AND id > ? ORDER BY id LIMIT ?";
-    let started = Instant::now();
-    let (mut after, mut seen) = (0i64, 0usize);
-    loop {
-        let rows = sqlx::query(sql)
-            .bind("big")
-            .bind(after)
-            .bind(i64::from(sizes.page))
-            .fetch_all(pool)
-            .await?;
-        if rows.is_empty() {
-            break;
-        }
-        // Decoded into a page, as an application (and ledger) holds what it read.
-        let mut page = Vec::with_capacity(rows.len());
-        for row in &rows {
-            page.push(RawEntry {
-                id: row.get(0),
-                stream: row.get(1),
-                version: row.get(2),
-                payload: serde_json::from_str(row.get(3))?,
-                order_key: row.get(4),
-                dedup_key: row.get(5),
-                schema_version: row.get(6),
-                metadata: serde_json::from_str(row.get(7))?,
-                tags: serde_json::from_str(row.get(8))?,
-                annotations: serde_json::from_str(row.get(9))?,
-                created_at: DateTime::from_timestamp_micros(row.get(10)).ok_or("bad time")?,
-                updated_at: row
-                    .get::<Option<i64>, _>(11)
-                    .and_then(DateTime::from_timestamp_micros),
-            });
-        }
-        after = page.last().map_or(after, |e| e.id);
-        seen += page.len();
+           metadata, tags, annotations, created_at, updated_at FROM ledger_entries \
+           WHERE stream = ? AND id > ? ORDER BY id LIMIT ?";
+    let rows = sqlx::query(sql)
+        .bind("big")
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    // Decoded into a page, as an application (and ledger) holds what it read.
+    let mut page = Vec::with_capacity(rows.len());
+    for row in &rows {
+        page.push(RawEntry {
+            id: row.get(0),
+            stream: row.get(1),
+            version: row.get(2),
+            payload: serde_json::from_str(row.get(3))?,
+            order_key: row.get(4),
+            dedup_key: row.get(5),
+            schema_version: row.get(6),
+            metadata: serde_json::from_str(row.get(7))?,
+            tags: serde_json::from_str(row.get(8))?,
+            annotations: serde_json::from_str(row.get(9))?,
+            created_at: DateTime::from_timestamp_micros(row.get(10)).ok_or("bad time")?,
+            updated_at: row
+                .get::<Option<i64>, _>(11)
+                .and_then(DateTime::from_timestamp_micros),
+        });
     }
-    assert_eq!(seen, sizes.read_entries, "baseline read every entry");
-    Ok(rate(seen, started.elapsed()))
+    Ok(page)
 }
 
-async fn ledger_read(store: &SqliteStore, sizes: Sizes) -> Result<f64> {
-    let started = Instant::now();
-    let (mut after, mut seen) = (None, 0usize);
+/// Reads the whole stream page by page with both systems in turn (baseline page, then the
+/// same page through ledger), so that drift in the machine's state affects both alike.
+/// Returns `(baseline, ledger)` entries per second.
+async fn read_both(pool: &SqlitePool, store: &SqliteStore, sizes: Sizes) -> Result<(f64, f64)> {
+    let (mut raw_time, mut ledger_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut after, mut seen) = (0i64, 0usize);
     loop {
-        let mut options = ReadOptions::new().limit(sizes.page);
-        options.after = after;
+        let started = Instant::now();
+        let raw = raw_page(pool, after, sizes.page).await?;
+        raw_time += started.elapsed();
+        let started = Instant::now();
+        let options = ReadOptions::new().after(after).limit(sizes.page);
         let page = store.read("big", &options).await?;
+        ledger_time += started.elapsed();
+        assert_eq!(
+            raw.iter().map(|e| e.id).collect::<Vec<_>>(),
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "both systems read the same page"
+        );
         let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        after = last.id;
         seen += page.len();
     }
-    assert_eq!(seen, sizes.read_entries, "ledger read every entry");
-    Ok(rate(seen, started.elapsed()))
+    assert_eq!(seen, sizes.read_entries, "every entry was read");
+    Ok((rate(seen, raw_time), rate(seen, ledger_time)))
 }
 
 async fn sqlite_version() -> Result<String> {
@@ -343,12 +345,12 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await?;
-    raw_read(&pool, sizes).await?;
-    ledger_read(&store, sizes).await?;
+    read_both(&pool, &store, sizes).await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
-        raw.push(raw_read(&pool, sizes).await?);
-        led.push(ledger_read(&store, sizes).await?);
+        let (r, l) = read_both(&pool, &store, sizes).await?;
+        raw.push(r);
+        led.push(l);
     }
     report.row(ReportRow {
         backend: "SQLite",

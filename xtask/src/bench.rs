@@ -14,5 +14,8 @@ pub fn run(args: &[String]) -> Result {
     let mut cargo_args = vec!["run", "--release", "--package", "ledger-bench", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
     let measured = crate::run("cargo", &cargo_args);
-    measured.and(services::down())
+    if let Err(e) = services::down() {
+        eprintln!("xtask: warning: {e}");
+    }
+    measured
 }

@@ -98,6 +98,9 @@ fn test() -> Result {
         unsafe { std::env::set_var(var, url) };
     }
     let tested = run("cargo", &["test", "--workspace", "--all-features"]);
-    let stopped = services::down();
-    tested.and(stopped)
+    // A server that will not stop is reported, but does not turn passing tests into a failure.
+    if let Err(e) = services::down() {
+        eprintln!("xtask: warning: {e}");
+    }
+    tested
 }

@@ -316,23 +316,37 @@ impl Service for Postgres {
     fn stop(&self, dir: &Path, running: &Running) -> Result {
         let data = dir.join("data").to_string_lossy().into_owned();
         let pg_ctl = format!("{PG_BIN}/pg_ctl");
-        let stopped = sh(
+        // pg_ctl's own verdict is not trusted alone: the recorded postmaster leaving is.
+        let asked = sh(
             "runuser",
             &[
                 "-u", "postgres", "--", &pg_ctl, "-D", &data, "-m", "fast", "-w", "stop",
             ],
         );
-        if stopped.is_err() && alive(running.pid) {
-            // pg_ctl could not stop it: signal the recorded postmaster and nothing else.
-            sh("kill", &["-TERM", &running.pid.to_string()])?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(running.pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if gone_within(running.pid, Duration::from_secs(30)) {
+            return Ok(());
         }
-        if alive(running.pid) {
-            return Err(format!("postgres (pid {}) did not stop", running.pid));
+        // Signal the recorded postmaster and nothing else.
+        let _ = sh("kill", &["-TERM", &running.pid.to_string()]);
+        if gone_within(running.pid, Duration::from_secs(30)) {
+            return Ok(());
         }
-        Ok(())
+        Err(format!(
+            "postgres (pid {}) did not stop (pg_ctl: {})",
+            running.pid,
+            asked.err().unwrap_or_else(|| "ok".into())
+        ))
     }
+}
+
+/// Waits until `pid` is gone; false if it is still alive after `limit`.
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
