@@ -150,6 +150,15 @@ pub fn plan_append<Id: Clone, P>(
 }
 
 impl<Id: Clone> AppendPlan<Id> {
+    /// Moves the plan onto a stream at version `current`, for a plan made against version 0
+    /// before the stream's version was known (the database assigned the versions).
+    pub fn rebase(&mut self, current: u64) {
+        for row in &mut self.rows {
+            row.1 += current;
+        }
+        self.new_version += current;
+    }
+
     /// True if nothing is to be written.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()

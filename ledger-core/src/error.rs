@@ -98,6 +98,14 @@ impl Error {
         Error::Backend(Box::new(err))
     }
 
+    /// [`Error::Backend`] for stored data that cannot be read back (`what` says which and why).
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Error::backend(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("stored data is invalid: {what}"),
+        ))
+    }
+
     /// [`Error::EntryNotFound`] for `id` in `stream`.
     pub fn entry_not_found(stream: &str, id: impl std::fmt::Display) -> Self {
         Error::EntryNotFound {

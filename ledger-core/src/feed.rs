@@ -76,12 +76,8 @@ impl<Id> Mutation<Id> {
 impl<Id: serde::de::DeserializeOwned> FeedRecord<Id> {
     /// Rebuilds a record from what a store keeps: its position, stream and the mutation's JSON.
     pub fn from_stored(position: i64, stream: String, mutation: &str) -> Result<Self> {
-        let mutation = serde_json::from_str(mutation).map_err(|e| {
-            Error::backend(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("feed record {position} is invalid: {e}"),
-            ))
-        })?;
+        let mutation = serde_json::from_str(mutation)
+            .map_err(|e| Error::corrupt(format_args!("feed record {position}: {e}")))?;
         Ok(FeedRecord {
             position: position as u64,
             stream,

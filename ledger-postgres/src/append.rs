@@ -65,8 +65,8 @@ pub async fn append_in_one_statement(
     expected: ExpectedVersion,
 ) -> Result<Option<Vec<AppendOutcome<i64>>>> {
     // Which inputs to write and their versions relative to the stream's current one.
-    let relative = plan_append::<i64, _>(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
-    let columns = Columns::of(inputs, &relative.rows)?;
+    let mut plan = plan_append::<i64, _>(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
+    let columns = Columns::of(inputs, &plan.rows)?;
     let (kind, exact) = match expected {
         ExpectedVersion::Any => (0, 0),
         ExpectedVersion::NoStream => (1, 0),
@@ -79,7 +79,7 @@ pub async fn append_in_one_statement(
         &sql.append_existing
     };
     let rows = columns
-        .query(statement, stream, now(), relative.new_version, &sql.channel)
+        .query(statement, stream, now(), plan.new_version, &sql.channel)
         .bind(kind)
         .bind(exact)
         .fetch_all(pool)
@@ -95,14 +95,8 @@ pub async fn append_in_one_statement(
         return Ok(None);
     }
     rows.sort_unstable();
-    let previous = (rows[0].0 - 1) as u64;
-    let plan = plan_append(
-        stream,
-        inputs,
-        previous,
-        &HashMap::new(),
-        ExpectedVersion::Any,
-    )?;
+    // The database put the rows after the stream's previous version.
+    plan.rebase((rows[0].0 - 1) as u64);
     let ids: Vec<i64> = rows.into_iter().map(|(_, id)| id).collect();
     Ok(Some(plan.outcomes(&ids)))
 }

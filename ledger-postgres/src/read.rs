@@ -60,12 +60,9 @@ pub fn entry_from_row(row: &PgRow) -> Result<Entry<i64>> {
     let exact: Option<&str> = row.try_get(12).map_err(backend_err)?;
     let payload = match exact {
         // Stored beside the JSONB because JSONB could not hold it exactly.
-        Some(text) => serde_json::from_str(text).map_err(|e| {
-            Error::backend(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("stored payload is invalid: {e}"),
-            ))
-        })?,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| Error::corrupt(format_args!("payload: {e}")))?
+        }
         None => {
             row.try_get::<Json<serde_json::Value>, _>(3)
                 .map_err(backend_err)?

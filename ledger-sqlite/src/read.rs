@@ -54,18 +54,11 @@ pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions<i
 
 pub fn micros_to_time(micros: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| corrupt(format!("timestamp {micros} is out of range")))
-}
-
-fn corrupt(what: String) -> Error {
-    Error::backend(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("stored row is invalid: {what}"),
-    ))
+        .ok_or_else(|| Error::corrupt(format!("timestamp {micros} is out of range")))
 }
 
 fn json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| corrupt(format!("{column}: {e}")))
+    serde_json::from_str(text).map_err(|e| Error::corrupt(format!("{column}: {e}")))
 }
 
 /// Decodes a row selected with `Statements::read_columns`.

@@ -26,6 +26,9 @@ pub struct Statements {
 
 impl Statements {
     pub fn new(t: &str) -> Self {
+        // Appends bind the feed record's values inline in their multi-statement command.
+        let insert_feed_prefix =
+            format!(r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES ("#);
         Statements {
             table: t.to_owned(),
             stream_version: format!(r#"SELECT version FROM "{t}_streams" WHERE stream = ?"#),
@@ -38,12 +41,8 @@ impl Statements {
                 r#"INSERT INTO "{t}" (id, stream, version, payload, order_key, dedup_key,
                    schema_version, metadata, tags, created_at) "#
             ),
-            insert_feed: format!(
-                r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES (?, ?, ?)"#
-            ),
-            insert_feed_prefix: format!(
-                r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES ("#
-            ),
+            insert_feed: format!("{insert_feed_prefix}?, ?, ?)"),
+            insert_feed_prefix,
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
                    metadata, tags, annotations, created_at, updated_at FROM "{t}" WHERE "#
