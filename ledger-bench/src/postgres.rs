@@ -1,20 +1,19 @@
 //! PostgreSQL: ledger's `PostgresStore` against hand-written sqlx statements on the same schema,
 //! on the server `cargo xtask bench` starts with PostgreSQL's durable defaults.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use ledger_core::{ExpectedVersion, Mutation, ReadOptions, Store};
+use chrono::Utc;
+use ledger_core::{ExpectedVersion, Mutation, Store};
 use ledger_postgres::PostgresStore;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
-use crate::workload::{dedup_key, input, median, metadata, payload, rate};
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::workload::{
+    RawEntry, Result, dedup_key, input, median, metadata, payload, rate, read_both,
+};
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
 fn raw_schema(t: &str) -> String {
@@ -171,23 +170,6 @@ async fn raw_copy(pool: &PgPool, batch: usize, batches: usize) -> Result<f64> {
     Ok(rate(batches * batch, started.elapsed()))
 }
 
-/// What the baseline decodes each row into: the same fields ledger returns.
-#[allow(dead_code)]
-struct RawEntry {
-    id: i64,
-    stream: String,
-    version: i64,
-    payload: Value,
-    order_key: Option<String>,
-    dedup_key: Option<String>,
-    schema_version: i64,
-    metadata: BTreeMap<String, String>,
-    tags: BTreeSet<String>,
-    annotations: BTreeMap<String, String>,
-    created_at: DateTime<Utc>,
-    updated_at: Option<DateTime<Utc>>,
-}
-
 async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<Vec<RawEntry>> {
     use sqlx::types::Json;
     let sql = format!(
@@ -220,33 +202,6 @@ async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<
         });
     }
     Ok(page)
-}
-
-/// Reads the whole stream page by page with both systems in turn (baseline page, then the
-/// same page through ledger), so that drift in the machine's state affects both alike.
-/// Returns `(baseline, ledger)` entries per second.
-async fn read_both(pool: &PgPool, store: &PostgresStore, sizes: Sizes) -> Result<(f64, f64)> {
-    let (mut raw_time, mut ledger_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut after, mut seen) = (0i64, 0usize);
-    loop {
-        let started = Instant::now();
-        let raw = raw_page(pool, store.table(), after, sizes.page).await?;
-        raw_time += started.elapsed();
-        let started = Instant::now();
-        let options = ReadOptions::new().after(after).limit(sizes.page);
-        let page = store.read("big", &options).await?;
-        ledger_time += started.elapsed();
-        assert_eq!(
-            raw.iter().map(|e| e.id).collect::<Vec<_>>(),
-            page.iter().map(|e| e.id).collect::<Vec<_>>(),
-            "both systems read the same page"
-        );
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        seen += page.len();
-    }
-    assert_eq!(seen, sizes.read_entries, "every entry was read");
-    Ok((rate(seen, raw_time), rate(seen, ledger_time)))
 }
 
 /// Catch-up over the change feed, in entries per second, against a raw SELECT of the same feed
@@ -385,10 +340,16 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     // Both systems start warm: one untimed pass each.
-    read_both(&pool, &store, sizes).await?;
+    read_both(&store, sizes, async |after| {
+        raw_page(&pool, store.table(), after, sizes.page).await
+    })
+    .await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
-        let (r, l) = read_both(&pool, &store, sizes).await?;
+        let (r, l) = read_both(&store, sizes, async |after| {
+            raw_page(&pool, store.table(), after, sizes.page).await
+        })
+        .await?;
         raw.push(r);
         led.push(l);
     }

@@ -1,9 +1,64 @@
 //! The rows every system writes: the same payload, metadata and keys for baseline and ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
-use ledger_core::AppendInput;
+use chrono::{DateTime, Utc};
+use ledger_core::{AppendInput, ReadOptions, Store};
 use serde_json::{Value, json};
+
+use crate::Sizes;
+
+/// Errors of a benchmark run.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// What a baseline decodes each row into: the same fields ledger returns.
+#[allow(dead_code)]
+pub struct RawEntry {
+    pub id: i64,
+    pub stream: String,
+    pub version: i64,
+    pub payload: Value,
+    pub order_key: Option<String>,
+    pub dedup_key: Option<String>,
+    pub schema_version: i64,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeSet<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Reads stream `big` page by page with both systems in turn (the baseline's page after `id`,
+/// then the same page through ledger), so that drift in the machine's state affects both alike.
+/// Returns `(baseline, ledger)` entries per second.
+pub async fn read_both<S: Store<Id = i64>>(
+    store: &S,
+    sizes: Sizes,
+    mut raw_page: impl AsyncFnMut(i64) -> Result<Vec<RawEntry>>,
+) -> Result<(f64, f64)> {
+    let (mut raw_time, mut ledger_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut after, mut seen) = (0i64, 0usize);
+    loop {
+        let started = Instant::now();
+        let raw = raw_page(after).await?;
+        raw_time += started.elapsed();
+        let started = Instant::now();
+        let options = ReadOptions::new().after(after).limit(sizes.page);
+        let page = store.read("big", &options).await?;
+        ledger_time += started.elapsed();
+        assert_eq!(
+            raw.iter().map(|e| e.id).collect::<Vec<_>>(),
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "both systems read the same page"
+        );
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen += page.len();
+    }
+    assert_eq!(seen, sizes.read_entries, "every entry was read");
+    Ok((rate(seen, raw_time), rate(seen, ledger_time)))
+}
 
 /// Payload of event `n` (about 200 bytes of JSON, like an order line).
 pub fn payload(n: usize) -> Value {

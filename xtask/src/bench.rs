@@ -6,11 +6,7 @@ use crate::services::{self, Mode};
 pub fn run(args: &[String]) -> Result {
     // Benchmarks need the servers' durable defaults, not the test settings.
     services::down()?;
-    let urls = services::up(Mode::Durable)?;
-    for (var, url) in &urls {
-        // SAFETY: xtask is single-threaded here; no other thread reads the environment.
-        unsafe { std::env::set_var(var, url) };
-    }
+    services::up_and_export(Mode::Durable)?;
     let mut cargo_args = vec!["run", "--release", "--package", "ledger-bench", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
     let measured = crate::run("cargo", &cargo_args);

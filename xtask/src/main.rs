@@ -92,11 +92,7 @@ fn ci() -> Result {
 /// Brings the services up, runs every test with their URLs exported, and brings them down
 /// again whatever the tests did.
 fn test() -> Result {
-    let urls = services::up(services::Mode::Test)?;
-    for (var, url) in &urls {
-        // SAFETY: xtask is single-threaded here; no other thread reads the environment.
-        unsafe { std::env::set_var(var, url) };
-    }
+    services::up_and_export(services::Mode::Test)?;
     let tested = run("cargo", &["test", "--workspace", "--all-features"]);
     // A server that will not stop is reported, but does not turn passing tests into a failure.
     if let Err(e) = services::down() {

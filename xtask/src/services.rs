@@ -141,6 +141,16 @@ pub fn up(mode: Mode) -> Result<Vec<(&'static str, String)>> {
     Ok(urls)
 }
 
+/// [`up`], then puts each service's URL in this process's environment, where the commands it
+/// runs (the tests, the benchmarks) find them.
+pub fn up_and_export(mode: Mode) -> Result {
+    for (var, url) in up(mode)? {
+        // SAFETY: xtask is single-threaded; no other thread reads the environment.
+        unsafe { std::env::set_var(var, url) };
+    }
+    Ok(())
+}
+
 /// Stops every service `up` recorded, and only those.
 pub fn down() -> Result {
     let services = all();
