@@ -1,0 +1,67 @@
+//! Cursor store and health.
+
+use super::support::*;
+
+/// A missing cursor is `None`; a saved one reads back; a lower value never moves it back.
+pub async fn cursor_store_saves_and_never_moves_back<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let Some(cursors) = cursor_store_of(&store) else {
+        return;
+    };
+    // Unique names, in case a backend keeps cursors outside the store's own table.
+    let name = format!("cursor_{}", fresh_table());
+    let other = format!("other_{}", fresh_table());
+    let get = |name: String| async move {
+        cursors
+            .get_cursor(&name)
+            .await
+            .unwrap_or_else(|e| panic!("get_cursor({name:?}) failed: {e}"))
+    };
+    let set = |name: String, position: u64| async move {
+        cursors
+            .set_cursor(&name, position)
+            .await
+            .unwrap_or_else(|e| panic!("set_cursor({name:?}, {position}) failed: {e}"))
+    };
+    assert_eq!(get(name.clone()).await, None, "a cursor never set");
+    set(name.clone(), 5).await;
+    assert_eq!(get(name.clone()).await, Some(5), "after set 5");
+    set(name.clone(), 3).await;
+    assert_eq!(
+        get(name.clone()).await,
+        Some(5),
+        "a lower value does not move it back"
+    );
+    set(name.clone(), 5).await;
+    assert_eq!(get(name.clone()).await, Some(5), "the same value keeps it");
+    set(name.clone(), i64::MAX as u64).await;
+    assert_eq!(
+        get(name.clone()).await,
+        Some(i64::MAX as u64),
+        "a position of 2^63 - 1"
+    );
+    assert_eq!(
+        get(other.clone()).await,
+        None,
+        "cursors are independent by name"
+    );
+    set(other.clone(), 1).await;
+    assert_eq!(get(other).await, Some(1), "the other cursor");
+    assert_eq!(
+        get(name).await,
+        Some(i64::MAX as u64),
+        "the first cursor is unchanged"
+    );
+}
+
+/// The health check answers `Ok` on an open store.
+pub async fn health_is_ok_on_open_store<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let Some(health) = health_of(&store) else {
+        return;
+    };
+    health
+        .health()
+        .await
+        .unwrap_or_else(|e| panic!("health on an open store failed: {e}"));
+}

@@ -1,0 +1,117 @@
+//! Subscriptions.
+
+use super::support::*;
+
+/// `Stream::subscribe(0, …)` delivers the existing entries, then entries appended while it
+/// runs, in order, with nothing lost or repeated.
+pub async fn subscribe_delivers_existing_then_live_entries<F: StoreFactory>(factory: &F) {
+    const LIVE: u64 = 12;
+    let store = factory.fresh().await;
+    append_n(&store, "sub", 3).await;
+    let stream = Stream::<F::Store, Value>::new(store.clone(), "sub").expect("valid stream id");
+    let mut subscription = stream.subscribe(0, fast_subscription());
+    let existing = next_n(&mut subscription, 3, "existing entries").await;
+    assert_eq!(versions(&existing), [1, 2, 3], "existing entries' versions");
+    assert_eq!(ns(&existing), [1, 2, 3], "existing entries' payloads");
+
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 4..4 + LIVE {
+                append_all(&store, "sub", vec![item(n)]).await;
+                append_n(&store, "sub-other", 1).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let live = next_n(&mut subscription, LIVE as usize, "live entries").await;
+    writer.await.expect("writer task panicked");
+    assert_eq!(
+        versions(&live),
+        (4..4 + LIVE).collect::<Vec<_>>(),
+        "live entries' versions"
+    );
+    assert_eq!(
+        ns(&live),
+        (4..4 + LIVE).collect::<Vec<_>>(),
+        "live entries' payloads"
+    );
+    assert!(
+        live.iter().all(|e| e.stream == "sub"),
+        "only this stream's entries"
+    );
+    assert_quiet(&mut subscription, "after the last live entry").await;
+}
+
+/// `Stream::subscribe(v, …)` starts after version `v`, then continues live.
+pub async fn subscribe_from_middle_version_skips_earlier_entries<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    append_n(&store, "sub-mid", 5).await;
+    let stream = Stream::<F::Store, Value>::new(store.clone(), "sub-mid").expect("valid stream id");
+    let mut subscription = stream.subscribe(2, fast_subscription());
+    let existing = next_n(&mut subscription, 3, "entries after version 2").await;
+    assert_eq!(versions(&existing), [3, 4, 5], "entries after version 2");
+    append_all(&store, "sub-mid", vec![item(6)]).await;
+    let live = next_n(&mut subscription, 1, "live entry").await;
+    assert_eq!(versions(&live), [6], "live entry's version");
+    assert_eq!(ns(&live), [6], "live entry's payload");
+    assert_quiet(&mut subscription, "after the live entry").await;
+}
+
+/// `subscribe_feed` delivers existing feed records, then live ones, in order, and can resume
+/// from a position; without a change feed it yields `NotSupported`.
+pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>(factory: &F) {
+    const LIVE: u64 = 10;
+    let store = factory.fresh().await;
+    if change_feed_of(&store).is_none() {
+        let mut subscription = subscribe_feed(store.clone(), None, fast_subscription());
+        match tokio::time::timeout(ITEM_TIMEOUT, subscription.next()).await {
+            Ok(Some(Err(Error::NotSupported(_)))) => {}
+            other => {
+                panic!("subscribe_feed without a change feed: expected NotSupported, got {other:?}")
+            }
+        }
+        return;
+    }
+    append_n(&store, "sub-feed", 2).await;
+    let mut subscription = subscribe_feed(store.clone(), None, fast_subscription());
+    let existing = next_n(&mut subscription, 1, "existing feed record").await;
+    assert!(
+        matches!(&existing[0].mutation, Mutation::Append { entries } if ns(entries) == [1, 2]),
+        "the existing record is the first append: {existing:?}"
+    );
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 3..3 + LIVE {
+                append_all(&store, "sub-feed", vec![item(n)]).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let live = next_n(&mut subscription, LIVE as usize, "live feed records").await;
+    writer.await.expect("writer task panicked");
+    let appended_ns: Vec<Vec<u64>> = live
+        .iter()
+        .map(|r| match &r.mutation {
+            Mutation::Append { entries } => ns(entries),
+            other => panic!("expected only append records, got {other:?}"),
+        })
+        .collect();
+    let expected: Vec<Vec<u64>> = (3..3 + LIVE).map(|n| vec![n]).collect();
+    assert_eq!(appended_ns, expected, "live records in append order");
+    let mut all_positions = positions(&existing);
+    all_positions.extend(positions(&live));
+    assert_strictly_ascending(&all_positions, "positions delivered by the subscription");
+    assert_quiet(&mut subscription, "after the last live record").await;
+
+    let middle = live[4].position;
+    let mut resumed = subscribe_feed(store.clone(), Some(middle), fast_subscription());
+    let rest = next_n(&mut resumed, live.len() - 5, "records after a position").await;
+    assert_eq!(
+        rest,
+        live[5..],
+        "resumed subscription delivers the records after {middle}"
+    );
+    assert_quiet(&mut resumed, "after the resumed records").await;
+}
