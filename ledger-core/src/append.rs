@@ -19,7 +19,35 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Checks one input: schema version at least 1, keys not empty.
+/// Deepest nesting of arrays and objects a payload may have. serde_json reads JSON at most 128
+/// levels deep, and the records that carry a payload (a change-feed record) wrap it in a few
+/// more, so a deeper payload could be stored but never read back: appends refuse it.
+pub const MAX_PAYLOAD_DEPTH: usize = 100;
+
+/// [`Error::InvalidArgument`] if `payload` nests arrays and objects deeper than
+/// [`MAX_PAYLOAD_DEPTH`]. Iterative, so no payload is too deep to check.
+pub fn validate_payload(payload: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    // (container, its depth): scalars add no depth.
+    let mut pending = vec![(payload, 1)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > MAX_PAYLOAD_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "payload nests arrays and objects more than {MAX_PAYLOAD_DEPTH} levels deep, \
+                 which cannot be read back"
+            )));
+        }
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    Ok(())
+}
+
+/// Checks one input: schema version at least 1, keys not empty, no NUL in stored text.
 pub fn validate_input<P>(input: &AppendInput<P>) -> Result<()> {
     if input.schema_version == 0 {
         return Err(Error::InvalidArgument(
@@ -67,10 +95,13 @@ pub fn validate_annotations(changes: &BTreeMap<String, Option<String>>) -> Resul
         .try_for_each(|text| no_nul("an annotation", text))
 }
 
-/// Checks a stream id and every input of a batch, before any database work.
-pub fn validate_append<P>(stream: &str, inputs: &[AppendInput<P>]) -> Result<()> {
+/// Checks a stream id and every input of a batch (payloads included), before any database work.
+pub fn validate_append(stream: &str, inputs: &[AppendInput]) -> Result<()> {
     validate_stream_id(stream)?;
-    inputs.iter().try_for_each(validate_input)
+    inputs.iter().try_for_each(|input| {
+        validate_input(input)?;
+        validate_payload(&input.payload)
+    })
 }
 
 /// The distinct dedup keys of a batch, for the backend's lookup of existing ones.

@@ -87,23 +87,92 @@ pub enum Error {
     /// The store was closed; no further calls are served.
     #[error("store is closed")]
     StoreClosed,
-    /// The database or driver failed.
-    #[error("backend error: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The store's schema was migrated by a newer release of its backend, which this release
+    /// cannot read or write safely; nothing was changed.
+    #[error(
+        "store {store:?} has schema version {found}, newer than the {known} this release knows: \
+         upgrade the backend crate before opening it"
+    )]
+    IncompatibleSchema {
+        /// The store (table or collection).
+        store: String,
+        /// The schema version recorded in the database.
+        found: i64,
+        /// The newest schema version this release knows.
+        known: i64,
+    },
+    /// The database or driver failed; `kind` says how, and whether a retry may succeed.
+    #[error("backend error ({kind}): {source}")]
+    Backend {
+        /// What kind of failure it is.
+        kind: BackendErrorKind,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+/// What kind of failure an [`Error::Backend`] is, so a caller can decide what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The connection failed or was lost (a restarting server, a dropped network). Transient.
+    Connection,
+    /// A wait ran out: for a pooled connection, or for a lock another writer holds (SQLite's
+    /// busy timeout). Transient.
+    Timeout,
+    /// The database aborted the transaction to keep concurrent transactions serializable, or to
+    /// break a deadlock (PostgreSQL SQLSTATE 40001, 40P01). Nothing of it was written: retry the
+    /// whole transaction. Transient, and a conflict ([`Error::is_conflict`]).
+    Serialization,
+    /// A constraint the database enforces refused the write.
+    Constraint,
+    /// Stored data cannot be read back: a row or record that does not decode.
+    Corrupt,
+    /// Anything else the database or driver reported.
+    Other,
+}
+
+impl std::fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendErrorKind::Connection => "connection",
+            BackendErrorKind::Timeout => "timeout",
+            BackendErrorKind::Serialization => "serialization failure",
+            BackendErrorKind::Constraint => "constraint",
+            BackendErrorKind::Corrupt => "corrupt data",
+            BackendErrorKind::Other => "other",
+        })
+    }
 }
 
 impl Error {
-    /// Wraps a driver error.
-    pub fn backend(err: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Error::Backend(Box::new(err))
+    /// Wraps a driver error of the given kind.
+    pub fn backend(
+        kind: BackendErrorKind,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Backend {
+            kind,
+            source: err.into(),
+        }
     }
 
-    /// [`Error::Backend`] for stored data that cannot be read back (`what` says which and why).
+    /// [`Error::Backend`] of kind [`BackendErrorKind::Corrupt`] for stored data that cannot be
+    /// read back (`what` says which and why).
     pub fn corrupt(what: impl std::fmt::Display) -> Self {
-        Error::backend(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
+        Error::backend(
+            BackendErrorKind::Corrupt,
             format!("stored data is invalid: {what}"),
-        ))
+        )
+    }
+
+    /// The kind of an [`Error::Backend`]; `None` for every other error.
+    pub fn backend_kind(&self) -> Option<BackendErrorKind> {
+        match self {
+            Error::Backend { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 
     /// [`Error::EntryNotFound`] for `id` in `stream`.
@@ -114,8 +183,36 @@ impl Error {
         }
     }
 
-    /// True for [`Error::Conflict`]: the append can be retried after re-reading the stream.
+    /// True for [`Error::Conflict`] and for serialization failures
+    /// ([`BackendErrorKind::Serialization`]): another writer won a race, nothing was written, and
+    /// the operation can be retried after re-reading the stream.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Conflict { .. })
+        matches!(
+            self,
+            Error::Conflict { .. }
+                | Error::Backend {
+                    kind: BackendErrorKind::Serialization,
+                    ..
+                }
+        )
+    }
+
+    /// True for errors that may go away if the same call is made again: lost connections,
+    /// timeouts and serialization failures. Corrupt data, bad input and conflicts on a version
+    /// are not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.backend_kind(),
+            Some(
+                BackendErrorKind::Connection
+                    | BackendErrorKind::Timeout
+                    | BackendErrorKind::Serialization
+            )
+        )
+    }
+
+    /// True for [`Error::EntryNotFound`] and [`Error::StreamNotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::EntryNotFound { .. } | Error::StreamNotFound(_))
     }
 }

@@ -62,13 +62,16 @@ mod upcast;
 
 pub use codec::{Codec, JsonCodec};
 pub use entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
-pub use error::{Error, Result};
+pub use error::{BackendErrorKind, Error, Result};
 pub use feed::{FeedRecord, Mutation, stored_position};
 pub use lifecycle::Lifecycle;
 pub use memory::MemoryStore;
-pub use name::{MAX_STREAM_LEN, MAX_TABLE_LEN, validate_stream_id, validate_table_name};
+pub use name::{
+    MAX_STREAM_LEN, MAX_TABLE_LEN, validate_cursor_name, validate_stream_id, validate_table_name,
+};
 pub use read::{
     DEFAULT_LIMIT, Direction, Filter, ListOptions, MAX_LIMIT, ReadOptions, payload_contains,
+    validate_search_text,
 };
 pub use store::{Capabilities, ChangeFeed, CursorStore, FeedOrder, Health, Search, Store, StoreId};
 pub use stream::{ReadOnlyStream, Stream};

@@ -17,8 +17,8 @@ use crate::entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamSta
 use crate::error::{Error, Result};
 use crate::feed::{FeedRecord, Mutation};
 use crate::lifecycle::Lifecycle;
-use crate::name::validate_stream_id;
-use crate::read::{Direction, ListOptions, ReadOptions, payload_contains};
+use crate::name::{validate_cursor_name, validate_stream_id};
+use crate::read::{Direction, ListOptions, ReadOptions, payload_contains, validate_search_text};
 use crate::store::{Capabilities, ChangeFeed, CursorStore, Health, Search, Store};
 
 #[derive(Default)]
@@ -240,6 +240,9 @@ impl Store for MemoryStore {
         validate_tags(&tags)?;
         let updated_at = now();
         let entry = state.entry_mut(stream, *id)?;
+        if entry.tags == tags {
+            return Ok(()); // nothing changes: no updated_at, no feed record
+        }
         entry.tags = tags.clone();
         entry.updated_at = Some(updated_at);
         let mutation = Mutation::SetTags {
@@ -264,7 +267,12 @@ impl Store for MemoryStore {
         validate_annotations(&changes)?;
         let updated_at = now();
         let entry = state.entry_mut(stream, *id)?;
-        merge_annotations(&mut entry.annotations, &changes);
+        let mut merged = entry.annotations.clone();
+        merge_annotations(&mut merged, &changes);
+        if merged == entry.annotations {
+            return Ok(()); // nothing changes: no updated_at, no feed record
+        }
+        entry.annotations = merged;
         entry.updated_at = Some(updated_at);
         let mutation = Mutation::SetAnnotations {
             id: *id,
@@ -358,6 +366,7 @@ impl Search for MemoryStore {
         if let Some(s) = stream {
             validate_stream_id(s)?;
         }
+        validate_search_text(text)?;
         options.validate()?;
         // Entries of all matching streams, in id order.
         let mut all: Vec<Entry<i64>> = state
@@ -392,11 +401,14 @@ impl ChangeFeed for MemoryStore {
 #[async_trait]
 impl CursorStore for MemoryStore {
     async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
-        Ok(self.state()?.cursors.get(name).copied())
+        let state = self.state()?;
+        validate_cursor_name(name)?;
+        Ok(state.cursors.get(name).copied())
     }
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         let mut state = self.state()?;
+        validate_cursor_name(name)?;
         let saved = state.cursors.entry(name.to_owned()).or_insert(position);
         *saved = (*saved).max(position);
         Ok(())

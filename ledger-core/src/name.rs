@@ -38,20 +38,32 @@ pub fn validate_table_name(name: &str) -> Result<()> {
 
 /// Checks a stream id: 1 to 256 bytes of UTF-8 without NUL.
 pub fn validate_stream_id(stream: &str) -> Result<()> {
+    validate_text_name("stream", stream)
+}
+
+/// Checks a cursor name ([`crate::CursorStore`]): 1 to 256 bytes of UTF-8 without NUL, like a
+/// stream id.
+pub fn validate_cursor_name(name: &str) -> Result<()> {
+    validate_text_name("cursor", name)
+}
+
+/// Names stored as bound text values: 1 to [`MAX_STREAM_LEN`] bytes, no NUL (which PostgreSQL
+/// and others cannot store).
+fn validate_text_name(kind: &'static str, name: &str) -> Result<()> {
     let invalid = |reason| {
         Err(Error::InvalidName {
-            kind: "stream",
-            name: stream.to_owned(),
+            kind,
+            name: name.to_owned(),
             reason,
         })
     };
-    if stream.is_empty() {
+    if name.is_empty() {
         return invalid("must not be empty");
     }
-    if stream.len() > MAX_STREAM_LEN {
+    if name.len() > MAX_STREAM_LEN {
         return invalid("must be at most 256 bytes long");
     }
-    if stream.contains('\0') {
+    if name.contains('\0') {
         return invalid("must not contain NUL");
     }
     Ok(())
@@ -93,6 +105,17 @@ mod tests {
             assert!(matches!(
                 validate_stream_id(bad),
                 Err(Error::InvalidName { kind: "stream", .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn cursor_names_are_one_to_256_bytes_without_nul() {
+        assert!(validate_cursor_name("bridge/orders→archive").is_ok());
+        for bad in ["", "a\0b", &"c".repeat(257)] {
+            assert!(matches!(
+                validate_cursor_name(bad),
+                Err(Error::InvalidName { kind: "cursor", .. })
             ));
         }
     }

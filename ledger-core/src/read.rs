@@ -221,9 +221,41 @@ impl Filter {
     }
 }
 
-/// Whether a payload's JSON text contains `text`, ignoring ASCII case: the reference semantics
-/// of [`crate::Search`].
+/// Whether a string value of `payload`, at any depth, contains `text`, ignoring ASCII case: the
+/// reference semantics of substring search ([`crate::Search`]). Object keys, numbers, booleans
+/// and JSON punctuation are not searched, so every backend matches alike whatever text its
+/// database renders for a payload.
 pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {
-    let haystack = payload.to_string().to_ascii_lowercase();
-    haystack.contains(&text.to_ascii_lowercase())
+    use serde_json::Value;
+    let needle = text.to_ascii_lowercase();
+    let mut pending = vec![payload];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) => {
+                if s.to_ascii_lowercase().contains(&needle) {
+                    return true;
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Checks a search text: not empty, no NUL (no stored string can be searched for it alike on
+/// every backend).
+pub fn validate_search_text(text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(Error::InvalidArgument(
+            "search text must not be empty".into(),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "search text contains U+0000 (NUL), which cannot be searched for: {text:?}"
+        )));
+    }
+    Ok(())
 }

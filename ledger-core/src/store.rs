@@ -130,14 +130,20 @@ pub trait Store: Send + Sync {
     /// Count, first and last id, and last version of the stream.
     async fn stat(&self, stream: &str) -> Result<StreamStat<Self::Id>>;
 
-    /// Stream ids holding at least one entry, ascending (bytewise).
+    /// Stream ids holding at least one entry, ascending (bytewise). A stream trimmed to empty is
+    /// not listed, though it still exists for [`ExpectedVersion`] checks: its version survives
+    /// the trim, so versions are never reused.
     async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>>;
 
-    /// Replaces the tags of one entry.
+    /// Replaces the tags of one entry. Setting the tags it already has changes nothing: no
+    /// `updated_at`, no change-feed record.
     async fn set_tags(&self, stream: &str, id: &Self::Id, tags: BTreeSet<String>) -> Result<()>;
 
     /// Merges annotation changes into one entry: `Some` sets a key, `None` deletes it.
-    /// Atomic under concurrent callers: no change is lost.
+    /// Atomic under concurrent callers: no change is lost. Changes that leave the annotations as
+    /// they were (none at all, a key set to its value, a missing key deleted) change nothing: no
+    /// `updated_at`, no change-feed record. An unknown entry is
+    /// [`crate::Error::EntryNotFound`] either way.
     async fn set_annotations(
         &self,
         stream: &str,
@@ -190,9 +196,13 @@ pub trait Search: Send + Sync {
     /// The store's id type.
     type Id: StoreId;
 
-    /// Entries whose payload contains `text` (case-insensitive for ASCII), in `stream` or, with
-    /// `None`, in every stream of the store. Cursor, direction, limit and every filter of
-    /// `options` apply as in [`Store::read`].
+    /// Entries of `stream` (with `None`, of every stream of the store) that have a string value
+    /// in their payload, at any depth, containing `text` ignoring ASCII case: the semantics of
+    /// [`crate::payload_contains`], which every backend keeps. Object keys, numbers, booleans and
+    /// JSON punctuation are not searched. `text` must not be empty or contain NUL
+    /// ([`crate::Error::InvalidArgument`]). Cursor, direction, limit and every filter of
+    /// `options` apply as in [`Store::read`]. A backend may offer other modes (PostgreSQL's full
+    /// text search), documented there.
     async fn search(
         &self,
         stream: Option<&str>,
@@ -212,7 +222,8 @@ pub trait ChangeFeed: Send + Sync {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord<Self::Id>>>;
 }
 
-/// Durable named positions (used by the bridge and by consumers of the change feed).
+/// Durable named positions (used by the bridge and by consumers of the change feed). Names are
+/// 1 to 256 bytes without NUL ([`crate::validate_cursor_name`]).
 #[async_trait]
 pub trait CursorStore: Send + Sync {
     /// The saved position, if any.

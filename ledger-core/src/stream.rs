@@ -222,6 +222,8 @@ where
 {
     /// Entries with version greater than `after_version` (0: from the start), upcast and decoded,
     /// then live entries as they are appended. No entry is lost or repeated across the switch.
+    /// An entry that cannot be upcast or decoded is yielded as an error, which ends the
+    /// subscription (like every error that is not retried; see [`subscribe_stream`]).
     pub fn subscribe(
         &self,
         after_version: u64,
@@ -230,6 +232,12 @@ where
         let decoder = self.clone();
         subscribe_stream(self.store.clone(), self.id.clone(), after_version, options)
             .map(move |item| item.and_then(|entry| decoder.decode(entry)))
+            .scan(false, |failed, item| {
+                // The first error is the last item.
+                let next = (!*failed).then_some(item);
+                *failed = matches!(next, Some(Err(_)));
+                std::future::ready(next)
+            })
             .boxed()
     }
 }

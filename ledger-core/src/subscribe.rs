@@ -6,10 +6,12 @@
 //! first; the interval also covers writers in other processes. Correctness rests on the store's
 //! read guarantee: ids within a stream, and feed positions, become visible in order.
 //!
-//! A read that fails with [`Error::Backend`] (a dropped connection, a restarting server) is
-//! retried from the same cursor with growing pauses, so the subscription resumes without loss or
-//! duplicate; set [`SubscribeOptions::retry_backend_errors`] to `false` to receive such errors
-//! instead. Any other error is yielded and ends the subscription.
+//! A read that fails with a transient error ([`Error::is_transient`]: a dropped connection, a
+//! restarting server, a timeout) is retried from the same cursor with growing pauses, so the
+//! subscription resumes without loss or duplicate; set
+//! [`SubscribeOptions::retry_transient_errors`] to `false` to receive such errors instead. Any
+//! other error (corrupt stored data, a closed store) is yielded and ends the subscription: the
+//! consumer sees it, and nothing is retried forever.
 
 use std::time::Duration;
 
@@ -29,8 +31,9 @@ pub struct SubscribeOptions {
     pub poll_interval: Duration,
     /// Page size of each read, 1..=10 000.
     pub batch: u32,
-    /// Retry reads that fail with [`Error::Backend`] instead of ending (default `true`).
-    pub retry_backend_errors: bool,
+    /// Retry reads that fail with a transient error ([`Error::is_transient`]) instead of
+    /// ending (default `true`).
+    pub retry_transient_errors: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -38,7 +41,7 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             poll_interval: Duration::from_millis(500),
             batch: 500,
-            retry_backend_errors: true,
+            retry_transient_errors: true,
         }
     }
 }
@@ -74,7 +77,7 @@ async fn on_read_error(
     options: &SubscribeOptions,
     failures: &mut u32,
 ) -> Option<Error> {
-    if !(options.retry_backend_errors && matches!(error, Error::Backend(_))) {
+    if !(options.retry_transient_errors && error.is_transient()) {
         return Some(error);
     }
     *failures += 1;

@@ -28,12 +28,20 @@ pub async fn lock_stream(conn: &mut PgConnection, sql: &Statements, stream: &str
     Ok(version as u64)
 }
 
-/// Whether a JSON value holds U+0000 in a string or key, which JSONB cannot store.
-fn has_nul(v: &Value) -> bool {
+/// Whether JSONB would not give `v` back exactly, so that its JSON text must be kept beside it:
+/// JSONB cannot hold U+0000 in a string or key, has no negative zero, and keeps numbers as
+/// decimals, so a float of 1e16 or more (integral, and written with an exponent) would come back
+/// as an integer.
+fn needs_exact_copy(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .is_some_and(|f| f.abs() >= 1e16 || (f == 0.0 && f.is_sign_negative())),
+        Value::Array(items) => items.iter().any(needs_exact_copy),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains('\0') || needs_exact_copy(v)),
         _ => false,
     }
 }
@@ -85,7 +93,11 @@ pub async fn append_in_one_statement(
         .fetch_all(pool)
         .await;
     let mut rows: Vec<(i64, i64)> = match rows {
-        Ok(rows) => rows.iter().map(|r| (r.get(1), r.get(0))).collect(),
+        Ok(rows) => rows
+            .iter()
+            .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(backend_err)?,
         Err(sqlx::Error::Database(db)) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
             return Ok(None);
         }
@@ -150,8 +162,8 @@ pub async fn append_on(
         let first = plan.rows[0].1;
         let mut ids = vec![0i64; rows.len()];
         for row in rows {
-            let version: i64 = row.get(1);
-            ids[(version as u64 - first) as usize] = row.get(0);
+            let version: i64 = row.try_get(1).map_err(backend_err)?;
+            ids[(version as u64 - first) as usize] = row.try_get(0).map_err(backend_err)?;
         }
         return Ok(plan.outcomes(&ids));
     }
@@ -238,7 +250,7 @@ impl Columns {
     fn push(&mut self, input: &AppendInput, version: u64) -> Result<()> {
         self.versions.push(version as i64);
         let exact = serde_json::to_string(&input.payload).map_err(Error::Encode)?;
-        if has_nul(&input.payload) {
+        if needs_exact_copy(&input.payload) {
             let storable = without_nul(&input.payload);
             self.payloads
                 .push(serde_json::to_string(&storable).map_err(Error::Encode)?);

@@ -87,17 +87,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use ledger_core::append::{now, validate_annotations, validate_append, validate_tags};
 use ledger_core::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
     ExpectedVersion, FeedOrder, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions,
-    Result, Search, Store, StreamStat, validate_stream_id, validate_table_name,
+    Result, Search, Store, StreamStat, validate_cursor_name, validate_search_text,
+    validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
 
+use crate::listen::Listener;
 use crate::sql::{Names, Statements};
 
 /// The table a store uses unless told otherwise.
@@ -145,7 +147,8 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Wakes subscriptions through LISTEN/NOTIFY (default on; one extra connection per store).
+    /// Wakes subscriptions through LISTEN/NOTIFY (default on). The listener holds one
+    /// connection of its own for the store's life, beside the pool (never one of the pool's).
     /// Off, subscriptions rely on polling alone.
     pub fn listen(mut self, enabled: bool) -> Self {
         self.listen = enabled;
@@ -171,27 +174,29 @@ impl PostgresStoreBuilder {
             .connect_with(options)
             .await
             .map_err(backend_err)?;
-        self.with_pool(pool).await
+        self.open(pool, true).await
     }
 
     /// Uses an existing pool (for appending inside the application's own transactions).
+    /// [`Store::close`] leaves the pool open: it is the caller's.
     pub async fn with_pool(self, pool: PgPool) -> Result<PostgresStore> {
+        self.open(pool, false).await
+    }
+
+    async fn open(self, pool: PgPool, owns_pool: bool) -> Result<PostgresStore> {
         self.validate()?;
         let names = Names::new(&self.table);
         schema::migrate(&pool, &names).await?;
         let sql = Statements::new(names);
         let lifecycle = Arc::new(Lifecycle::new());
-        let listener = self.listen.then(|| {
-            listen::spawn(
-                pool.clone(),
-                sql.channel.clone(),
-                Arc::downgrade(&lifecycle),
-            )
-        });
+        let listener = self
+            .listen
+            .then(|| Listener::spawn(&pool, sql.channel.clone(), Arc::downgrade(&lifecycle)));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 sql,
                 pool,
+                owns_pool,
                 change_feed: self.change_feed,
                 search: self.search,
                 lifecycle,
@@ -208,18 +213,12 @@ impl PostgresStoreBuilder {
 struct Inner {
     sql: Statements,
     pool: PgPool,
+    /// Opened by [`PostgresStoreBuilder::connect`]: `close` closes it.
+    owns_pool: bool,
     change_feed: bool,
     search: SearchMode,
     lifecycle: Arc<Lifecycle>,
-    listener: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
-        }
-    }
+    listener: Option<Listener>,
 }
 
 /// A ledger store on PostgreSQL. Clones share the pool and state.
@@ -281,6 +280,15 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let sql = &self.inner.sql;
+        if self.inner.change_feed {
+            // The feed's position lock is held until the caller commits. Taken before any
+            // stream's lock, it is never awaited while holding one, so two callers appending to
+            // several streams cannot deadlock on it.
+            sqlx::query(&sql.lock_feed)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend_err)?;
+        }
         append::append_on(conn, sql, self.inner.change_feed, stream, entries, expected).await
     }
 
@@ -289,7 +297,8 @@ impl PostgresStore {
     }
 
     /// Builds the GIN index that serves [`SearchMode::FullText`] (idempotent; does not block
-    /// writers while it builds). [`Error::NotSupported`] in [`SearchMode::Substring`], which no
+    /// writers while it builds). An invalid index left by an earlier build that failed is
+    /// dropped and built again. [`Error::NotSupported`] in [`SearchMode::Substring`], which no
     /// index can serve.
     pub async fn ensure_search_index(&self) -> Result<()> {
         self.check_open()?;
@@ -298,10 +307,26 @@ impl PostgresStore {
                 "a search index serves SearchMode::FullText only".into(),
             ));
         }
-        sqlx::query(&self.inner.sql.create_fts_index)
-            .execute(&self.inner.pool)
+        let sql = &self.inner.sql;
+        let valid: Option<bool> = sqlx::query_scalar(&sql.fts_index_valid)
+            .bind(format!("\"{}\"", sql.names.fts_index))
+            .fetch_optional(&self.inner.pool)
             .await
             .map_err(backend_err)?;
+        if valid == Some(false) {
+            // A build that failed or was interrupted leaves an INVALID index, which serves no
+            // query and which `IF NOT EXISTS` would keep: drop it and build again.
+            sqlx::query(&sql.drop_fts_index)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(backend_err)?;
+        }
+        if valid != Some(true) {
+            sqlx::query(&sql.create_fts_index)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(backend_err)?;
+        }
         Ok(())
     }
 
@@ -315,6 +340,21 @@ impl PostgresStore {
         tx.commit().await.map_err(backend_err)?;
         self.inner.lifecycle.committed();
         Ok(value)
+    }
+
+    /// `Ok` if entry `id` of `stream` exists (an update that matched nothing left it as it was),
+    /// else [`Error::EntryNotFound`].
+    async fn unchanged(&self, conn: &mut PgConnection, stream: &str, id: i64) -> Result<()> {
+        let found = sqlx::query(&self.inner.sql.entry_exists)
+            .bind(stream)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend_err)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::entry_not_found(stream, id)),
+        }
     }
 
     async fn record(&self, conn: &mut PgConnection, stream: &str, m: Mutation<i64>) -> Result<()> {
@@ -337,11 +377,7 @@ impl PostgresStore {
         };
         match (text, self.inner.search) {
             (None, _) => {}
-            (Some(text), SearchMode::Substring) => {
-                q.push(r" AND payload::text ILIKE ")
-                    .push_bind(ledger_sql::like_contains_pattern(text))
-                    .push(r" ESCAPE '\'");
-            }
+            (Some(text), SearchMode::Substring) => read::push_search(&mut q, text),
             (Some(text), SearchMode::FullText) => {
                 q.push(" AND to_tsvector('simple', payload) @@ websearch_to_tsquery('simple', ")
                     .push_bind(text.to_owned())
@@ -418,13 +454,7 @@ impl Store for PostgresStore {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(backend_err)?;
-        Ok(StreamStat {
-            stream: stream.to_owned(),
-            count: row.get::<i64, _>(0) as u64,
-            first_id: row.get(1),
-            last_id: row.get(2),
-            last_version: row.get::<Option<i64>, _>(3).unwrap_or(0) as u64,
-        })
+        ledger_sql::stream_stat(stream, &row)
     }
 
     async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>> {
@@ -456,7 +486,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(Error::entry_not_found(stream, id));
+                return self.unchanged(conn, stream, id).await;
             }
             let m = Mutation::SetTags {
                 id,
@@ -500,7 +530,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(Error::entry_not_found(stream, id));
+                return self.unchanged(conn, stream, id).await;
             }
             let m = Mutation::SetAnnotations {
                 id,
@@ -539,23 +569,21 @@ impl Store for PostgresStore {
         validate_stream_id(to)?;
         let sql = &self.inner.sql;
         self.write(async |conn| {
-            // Lock both names' rows (in a fixed order, so two renames cannot deadlock).
-            let names = if from <= to { [from, to] } else { [to, from] };
-            let versions: BTreeMap<String, i64> = sqlx::query_as(&sql.stream_versions)
-                .bind(&names[..])
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(backend_err)?
-                .into_iter()
-                .collect();
-            if versions.get(from).is_none_or(|v| *v == 0) {
+            // Lock both names' rows, creating them at version 0 if missing, in a fixed order (so
+            // two renames cannot deadlock). Creating `to`'s row makes a first append to it, even
+            // one in flight, wait for the rename and then find the stream existing.
+            let mut versions = BTreeMap::new();
+            for name in if from <= to { [from, to] } else { [to, from] } {
+                versions.insert(name, append::lock_stream(conn, sql, name).await?);
+            }
+            if versions[from] == 0 {
                 return Err(Error::StreamNotFound(from.to_owned()));
             }
-            if versions.get(to).is_some_and(|v| *v > 0) {
+            if versions[to] > 0 {
                 return Err(Error::StreamExists(to.to_owned()));
             }
-            // A version-0 row for `to` is left by an append that failed inside a caller's
-            // transaction: it holds no entries, so make room.
+            // `to`'s version-0 row holds no entries (it was just created, or left by an append
+            // that failed inside a caller's transaction): make room.
             sqlx::query(&sql.drop_stream_lock)
                 .bind(to)
                 .execute(&mut *conn)
@@ -577,6 +605,13 @@ impl Store for PostgresStore {
 
     async fn close(&self) -> Result<()> {
         self.inner.lifecycle.close();
+        if let Some(listener) = &self.inner.listener {
+            listener.stop().await;
+        }
+        // Waits for calls in progress to return their connections.
+        if self.inner.owns_pool {
+            self.inner.pool.close().await;
+        }
         Ok(())
     }
 
@@ -617,6 +652,7 @@ impl Search for PostgresStore {
         if let Some(s) = stream {
             validate_stream_id(s)?;
         }
+        validate_search_text(text)?;
         options.validate()?;
         self.select(stream, Some(text), options).await
     }
@@ -637,11 +673,13 @@ impl ChangeFeed for PostgresStore {
 impl CursorStore for PostgresStore {
     async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
         self.check_open()?;
+        validate_cursor_name(name)?;
         ledger_sql::get_cursor(&self.inner.pool, &self.inner.sql.get_cursor, name).await
     }
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
+        validate_cursor_name(name)?;
         ledger_sql::set_cursor(&self.inner.pool, &self.inner.sql.set_cursor, name, position).await
     }
 }

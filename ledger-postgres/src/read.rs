@@ -10,6 +10,30 @@ use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
 
 use crate::backend_err;
 
+/// ASCII case folding that no collation or locale changes (`lower` and `ILIKE` follow the
+/// database's, which may fold more letters, or fold `I` to `ı`).
+const FOLD_ASCII: &str = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'";
+
+/// Appends the search condition: a string value of the payload, at any depth, contains `text`
+/// ignoring ASCII case ([`ledger_core::payload_contains`]).
+pub fn push_search(q: &mut QueryBuilder<'_, Postgres>, text: &str) {
+    let pattern = ledger_sql::like_contains_pattern(&text.to_ascii_lowercase());
+    if ledger_sql::json_renders_verbatim(text) {
+        // Cheap first: such text inside a string appears as is in the JSONB's text.
+        q.push(format_args!(
+            " AND translate(payload::text, {FOLD_ASCII}) LIKE "
+        ))
+        .push_bind(pattern.clone())
+        .push(r" ESCAPE '\'");
+    }
+    q.push(format_args!(
+        " AND EXISTS (SELECT 1 FROM jsonb_path_query(payload, 'strict $.**') AS s(v) \
+         WHERE jsonb_typeof(s.v) = 'string' AND translate(s.v #>> '{{}}', {FOLD_ASCII}) LIKE "
+    ))
+    .push_bind(pattern)
+    .push(r" ESCAPE '\')");
+}
+
 /// Appends the conditions of `options` (cursor and filters), the order and the limit.
 pub fn push_conditions(q: &mut QueryBuilder<'_, Postgres>, options: &ReadOptions<i64>) {
     let f = &options.filter;

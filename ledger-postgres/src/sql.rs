@@ -67,7 +67,6 @@ pub struct Statements {
     /// The LISTEN/NOTIFY channel of this store.
     pub channel: String,
     pub lock_stream: String,
-    pub stream_versions: String,
     pub dedup_lookup: String,
     pub allocate_ids: String,
     pub insert_entries: String,
@@ -77,11 +76,13 @@ pub struct Statements {
     pub append_existing: String,
     pub insert_entries_with_feed: String,
     pub record_feed: String,
+    pub lock_feed: String,
     pub read_columns: String,
     pub count: String,
     pub stat: String,
     pub list_streams: String,
     pub set_tags: String,
+    pub entry_exists: String,
     pub set_annotations: String,
     pub trim: String,
     pub drop_stream_lock: String,
@@ -89,6 +90,8 @@ pub struct Statements {
     pub rename_stream: String,
     pub read_feed: String,
     pub create_fts_index: String,
+    pub fts_index_valid: String,
+    pub drop_fts_index: String,
     pub get_cursor: String,
     pub set_cursor: String,
 }
@@ -189,9 +192,6 @@ impl Statements {
                    ON CONFLICT (stream) DO UPDATE SET version = "{streams}".version
                    RETURNING version"#
             ),
-            stream_versions: format!(
-                r#"SELECT stream, version FROM "{streams}" WHERE stream = ANY($1) FOR UPDATE"#
-            ),
             dedup_lookup: format!(
                 r#"SELECT dedup_key, id FROM "{t}" WHERE stream = $1 AND dedup_key = ANY($2)"#
             ),
@@ -206,6 +206,7 @@ impl Statements {
                  CROSS JOIN (SELECT pg_notify($12, '')) AS notified",
                 insert_entries(&format!("nextval('\"{ids}\"')"))
             ),
+            lock_feed: format!(r#"SELECT position FROM "{feed_head}" FOR UPDATE"#),
             record_feed: format!("WITH {} SELECT pg_notify($3, '')", feed_record("$1", "$2")),
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
@@ -223,14 +224,19 @@ impl Statements {
                    WHERE s.stream > $1 AND EXISTS (SELECT 1 FROM "{t}" e WHERE e.stream = s.stream)
                    ORDER BY s.stream LIMIT $2"#
             ),
+            // Both match nothing when nothing would change (see `entry_exists`).
             set_tags: format!(
-                r#"UPDATE "{t}" SET tags = $1::jsonb, updated_at = $2 WHERE stream = $3 AND id = $4"#
+                r#"UPDATE "{t}" SET tags = $1::jsonb, updated_at = $2
+                   WHERE stream = $3 AND id = $4 AND tags IS DISTINCT FROM $1::jsonb"#
             ),
             // One statement: merge and delete happen atomically, whoever else is writing.
             set_annotations: format!(
                 r#"UPDATE "{t}" SET annotations = (annotations || $1::jsonb) - $2::text[],
-                   updated_at = $3 WHERE stream = $4 AND id = $5"#
+                   updated_at = $3
+                   WHERE stream = $4 AND id = $5
+                   AND (annotations || $1::jsonb) - $2::text[] IS DISTINCT FROM annotations"#
             ),
+            entry_exists: format!(r#"SELECT 1 FROM "{t}" WHERE stream = $1 AND id = $2"#),
             trim: format!(r#"DELETE FROM "{t}" WHERE stream = $1 AND id <= $2"#),
             drop_stream_lock: format!(
                 r#"DELETE FROM "{streams}" WHERE stream = $1 AND version = 0"#
@@ -247,6 +253,9 @@ impl Statements {
                    USING GIN (to_tsvector('simple', payload))"#,
                 names.fts_index
             ),
+            fts_index_valid: "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"
+                .to_owned(),
+            drop_fts_index: format!(r#"DROP INDEX CONCURRENTLY IF EXISTS "{}""#, names.fts_index),
             get_cursor: format!(r#"SELECT position FROM "{cursors}" WHERE name = $1"#),
             set_cursor: format!(
                 r#"INSERT INTO "{cursors}" (name, position) VALUES ($1, $2)

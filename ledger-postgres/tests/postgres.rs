@@ -274,7 +274,7 @@ async fn calls_after_the_server_drops_connections_fail_typed_then_recover() {
         .append("s", vec![input(2)], ExpectedVersion::Any)
         .await
     {
-        Ok(_) | Err(Error::Backend(_)) => {}
+        Ok(_) | Err(Error::Backend { .. }) => {}
         Err(other) => panic!("expected success or Error::Backend, got {other:?}"),
     }
     let mut recovered = false;

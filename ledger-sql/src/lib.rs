@@ -8,11 +8,54 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use ledger_core::{Error, FeedRecord, Result, stored_position};
+use ledger_core::{BackendErrorKind, Error, FeedRecord, Result, StreamStat, stored_position};
 
-/// A driver error as the SDK's error.
+/// A driver error as the SDK's error, with its kind read from the error (and, for database
+/// errors, from PostgreSQL's SQLSTATE or SQLite's result code).
 pub fn backend_err(e: sqlx::Error) -> Error {
-    Error::backend(e)
+    Error::backend(error_kind(&e), e)
+}
+
+fn error_kind(e: &sqlx::Error) -> BackendErrorKind {
+    use sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
+            BackendErrorKind::Connection
+        }
+        E::PoolTimedOut => BackendErrorKind::Timeout,
+        E::ColumnDecode { .. } | E::Decode(_) => BackendErrorKind::Corrupt,
+        E::Database(db) => database_error_kind(db.code().as_deref().unwrap_or(""), db.kind()),
+        _ => BackendErrorKind::Other,
+    }
+}
+
+/// PostgreSQL codes are five characters (class first); SQLite's are numbers (extended codes
+/// carry the primary code in their low byte).
+fn database_error_kind(code: &str, kind: sqlx::error::ErrorKind) -> BackendErrorKind {
+    if let Ok(sqlite) = code.parse::<u32>() {
+        return match sqlite & 0xff {
+            5 | 6 => BackendErrorKind::Timeout, // SQLITE_BUSY, SQLITE_LOCKED
+            11 | 26 => BackendErrorKind::Corrupt, // SQLITE_CORRUPT, SQLITE_NOTADB
+            19 => BackendErrorKind::Constraint,
+            10 | 14 => BackendErrorKind::Connection, // SQLITE_IOERR, SQLITE_CANTOPEN
+            _ => BackendErrorKind::Other,
+        };
+    }
+    match code {
+        "40001" | "40P01" => BackendErrorKind::Serialization,
+        "57014" | "55P03" => BackendErrorKind::Timeout, // statement timeout, lock not available
+        "57P01" | "57P02" | "57P03" => BackendErrorKind::Connection, // server shutting down
+        _ if code.starts_with("08") => BackendErrorKind::Connection,
+        _ if code.starts_with("23") => BackendErrorKind::Constraint,
+        "XX001" | "XX002" => BackendErrorKind::Corrupt, // data or index corrupted
+        _ => match kind {
+            sqlx::error::ErrorKind::UniqueViolation
+            | sqlx::error::ErrorKind::ForeignKeyViolation
+            | sqlx::error::ErrorKind::NotNullViolation
+            | sqlx::error::ErrorKind::CheckViolation => BackendErrorKind::Constraint,
+            _ => BackendErrorKind::Other,
+        },
+    }
 }
 
 /// A SQL `LIKE` pattern matching `text` literally anywhere: `%`, `_` and `\` are escaped with
@@ -28,6 +71,31 @@ pub fn like_contains_pattern(text: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Whether `text` appears unchanged inside a JSON string as serde_json, SQLite and PostgreSQL
+/// write it (no `"`, `\` or control characters, which they escape): then a payload with a
+/// string containing `text` has JSON text containing it, a cheap filter before the exact test.
+pub fn json_renders_verbatim(text: &str) -> bool {
+    !text.chars().any(|c| c == '"' || c == '\\' || c < ' ')
+}
+
+/// The [`StreamStat`] of `stream` from a row of `COUNT(*), MIN(id), MAX(id), version` (the
+/// version `NULL` for a stream never written).
+pub fn stream_stat<R: Row>(stream: &str, row: &R) -> Result<StreamStat<i64>>
+where
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count: i64 = row.try_get(0).map_err(backend_err)?;
+    let version: Option<i64> = row.try_get(3).map_err(backend_err)?;
+    Ok(StreamStat {
+        stream: stream.to_owned(),
+        count: count as u64,
+        first_id: row.try_get(1).map_err(backend_err)?,
+        last_id: row.try_get(2).map_err(backend_err)?,
+        last_version: version.unwrap_or(0) as u64,
+    })
 }
 
 /// The saved position of cursor `name`, with `get` selecting `position` by `name`.
@@ -144,7 +212,8 @@ pub struct MigrationSql<'a> {
 }
 
 /// Applies the `migrations` that `store` is missing, in one transaction, and records them, so
-/// that processes opening a store at once apply each migration exactly once.
+/// that processes opening a store at once apply each migration exactly once. A store migrated
+/// past the last of `migrations` (by a newer release) is [`Error::IncompatibleSchema`].
 pub async fn migrate<DB>(
     pool: &Pool<DB>,
     sql: &MigrationSql<'_>,
@@ -178,6 +247,15 @@ where
         .await
         .and_then(|row| row.try_get(0))
         .map_err(backend_err)?;
+    let known = migrations.last().map_or(0, |m| m.version);
+    if applied > known {
+        // A newer release changed the schema: writing with this one could corrupt it.
+        return Err(Error::IncompatibleSchema {
+            store: store.to_owned(),
+            found: applied,
+            known,
+        });
+    }
     for migration in migrations.iter().filter(|m| m.version > applied) {
         let statements = fill(migration.statements);
         // One statement at a time: drivers differ in running several with one call.

@@ -90,12 +90,13 @@ async fn read_decision(
         stored: HashMap::new(),
     };
     for row in rows {
-        let value: i64 = row.get(2);
-        match row.get::<i64, _>(0) {
+        let value: i64 = row.try_get(2).map_err(backend_err)?;
+        match row.try_get::<i64, _>(0).map_err(backend_err)? {
             0 => decision.version = value as u64,
             1 => decision.last_id = value,
             _ => {
-                decision.stored.insert(row.get(1), value);
+                let key = row.try_get(1).map_err(backend_err)?;
+                decision.stored.insert(key, value);
             }
         }
     }

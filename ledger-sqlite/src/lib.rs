@@ -57,15 +57,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use ledger_core::append::{
     merge_annotations, now, validate_annotations, validate_append, validate_tags,
 };
 use ledger_core::{
-    AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
-    ExpectedVersion, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions, Result,
-    Search, Store, StreamStat, validate_stream_id, validate_table_name,
+    AppendInput, AppendOutcome, BackendErrorKind, Capabilities, ChangeFeed, CursorStore, Entry,
+    Error, ExpectedVersion, FeedRecord, Health, Lifecycle, ListOptions, Mutation, ReadOptions,
+    Result, Search, Store, StreamStat, validate_cursor_name, validate_search_text,
+    validate_stream_id, validate_table_name,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -144,8 +145,8 @@ impl SqliteStoreBuilder {
     pub async fn open_in_memory(self) -> Result<SqliteStore> {
         validate_table_name(&self.table)?;
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend_err)?;
-        // Each connection to :memory: is its own database: keep exactly one, forever, shared by
-        // readers and the writer.
+        // One connection, kept forever, shared by readers and writes: the database lives as long
+        // as it does (and shared-cache connections would fail each other's writes).
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
@@ -159,19 +160,35 @@ impl SqliteStoreBuilder {
     }
 
     /// Uses an existing pool (for appending inside the application's own transactions). The
-    /// pool should set a busy timeout; `journal_mode = WAL` is recommended. The store keeps one
-    /// of its connections for writing.
+    /// pool should set a busy timeout; `journal_mode = WAL` is recommended. On a file database
+    /// the store keeps one of the pool's connections for writing; on an in-memory database
+    /// (where every connection may be a database of its own) it writes through the pool, whose
+    /// connections must all reach one database: use one connection, as
+    /// [`SqliteStoreBuilder::open_in_memory`] does.
     pub async fn with_pool(self, pool: SqlitePool) -> Result<SqliteStore> {
-        self.build(pool, Ownership::Caller).await
+        validate_table_name(&self.table)?;
+        // `file` is empty for an in-memory (or temporary) main database.
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&pool)
+                .await
+                .map_err(backend_err)?;
+        let ownership = if file.is_empty() {
+            Ownership::CallerInMemory
+        } else {
+            Ownership::Caller
+        };
+        self.build(pool, ownership).await
     }
 
     async fn build(self, pool: SqlitePool, ownership: Ownership) -> Result<SqliteStore> {
         validate_table_name(&self.table)?;
         schema::migrate(&pool, &self.table).await?;
         // A connection kept for writes (outside the pool, so a transaction it leaves open can
-        // never reach another user) saves a pool round trip per write.
+        // never reach another user) saves a pool round trip per write. Not for an in-memory
+        // database: a connection taken out of its pool may be the only one holding it.
         let writer = match ownership {
-            Ownership::InMemory => None,
+            Ownership::InMemory | Ownership::CallerInMemory => None,
             Ownership::Store | Ownership::Caller => Some(Writer {
                 conn: pool.acquire().await.map_err(backend_err)?.detach(),
                 maybe_open: false,
@@ -219,13 +236,16 @@ enum Ownership {
     InMemory,
     /// Given by the caller: the store closes only its write connection.
     Caller,
+    /// Given by the caller, on an in-memory database: writes go through the pool, which the
+    /// store leaves open.
+    CallerInMemory,
 }
 
 /// The store's own write connection.
 struct Writer {
     conn: SqliteConnection,
-    /// An append opened a transaction by hand and may not have ended it (its future was
-    /// dropped midway): roll back before the next write.
+    /// An append opened a transaction by hand and may not have ended it (a panic or the
+    /// runtime shutting down stopped it midway): roll back before the next write.
     maybe_open: bool,
 }
 
@@ -330,6 +350,38 @@ impl SqliteStore {
         self.inner.lifecycle.check_open()
     }
 
+    /// [`Store::append`] after validation, on the store's write connection.
+    async fn append_now(
+        &self,
+        stream: &str,
+        entries: Vec<AppendInput>,
+        expected: ExpectedVersion,
+    ) -> Result<Vec<AppendOutcome<i64>>> {
+        let (sql, feed) = (&self.inner.sql, self.inner.change_feed);
+        let mut writer = self.inner.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            drop(writer);
+            let tx = append::Transaction::Caller;
+            return self
+                .write(async |conn| {
+                    append::append_on(conn, sql, feed, tx, stream, entries, expected).await
+                })
+                .await;
+        };
+        w.settle().await?;
+        w.maybe_open = true;
+        let tx = append::Transaction::Own;
+        let outcome =
+            append::append_on(&mut w.conn, sql, feed, tx, stream, entries, expected).await;
+        // append_on ended the transaction unless it failed to.
+        w.maybe_open = outcome.is_err();
+        drop(writer);
+        if matches!(&outcome, Ok(o) if o.iter().any(|o| o.is_appended())) {
+            self.committed();
+        }
+        outcome
+    }
+
     fn committed(&self) {
         self.inner.lifecycle.committed();
     }
@@ -353,6 +405,21 @@ impl SqliteStore {
         tx.commit().await.map_err(backend_err)?;
         self.committed();
         Ok(value)
+    }
+
+    /// `Ok` if entry `id` of `stream` exists (an update that matched nothing left it as it was),
+    /// else [`Error::EntryNotFound`].
+    async fn unchanged(&self, conn: &mut SqliteConnection, stream: &str, id: i64) -> Result<()> {
+        let found = sqlx::query(&self.inner.sql.entry_exists)
+            .bind(stream)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend_err)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::entry_not_found(stream, id)),
+        }
     }
 
     async fn record(
@@ -379,9 +446,7 @@ impl SqliteStore {
             None => q.push("1 = 1"),
         };
         if let Some(text) = text {
-            q.push(r" AND payload LIKE ")
-                .push_bind(ledger_sql::like_contains_pattern(text))
-                .push(r" ESCAPE '\'");
+            read::push_search(&mut q, text);
         }
         read::push_conditions(&mut q, options);
         let rows = q
@@ -417,29 +482,16 @@ impl Store for SqliteStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let (sql, feed) = (&self.inner.sql, self.inner.change_feed);
-        let mut writer = self.inner.writer.lock().await;
-        let Some(w) = writer.as_mut() else {
-            drop(writer);
-            let tx = append::Transaction::Caller;
-            return self
-                .write(async |conn| {
-                    append::append_on(conn, sql, feed, tx, stream, entries, expected).await
-                })
-                .await;
-        };
-        w.settle().await?;
-        w.maybe_open = true;
-        let tx = append::Transaction::Own;
-        let outcome =
-            append::append_on(&mut w.conn, sql, feed, tx, stream, entries, expected).await;
-        // append_on ended the transaction unless it failed to.
-        w.maybe_open = outcome.is_err();
-        drop(writer);
-        if matches!(&outcome, Ok(o) if o.iter().any(|o| o.is_appended())) {
-            self.committed();
+        // An append opens its transaction by hand, inside its first command (to save a round
+        // trip), so dropping its future midway would leave the transaction open and the file
+        // locked. It runs on a task of its own instead, which always ends it.
+        let (store, stream) = (self.clone(), stream.to_owned());
+        let work = async move { store.append_now(&stream, entries, expected).await };
+        match tokio::spawn(work).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::backend(BackendErrorKind::Other, e)),
         }
-        outcome
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions<i64>) -> Result<Vec<Entry<i64>>> {
@@ -468,13 +520,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(backend_err)?;
-        Ok(StreamStat {
-            stream: stream.to_owned(),
-            count: row.get::<i64, _>(0) as u64,
-            first_id: row.get(1),
-            last_id: row.get(2),
-            last_version: row.get::<Option<i64>, _>(3).unwrap_or(0) as u64,
-        })
+        ledger_sql::stream_stat(stream, &row)
     }
 
     async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>> {
@@ -497,6 +543,7 @@ impl Store for SqliteStore {
         let text = serde_json::to_string(&tags).map_err(Error::Encode)?;
         self.write(async |conn| {
             let updated_at = now();
+            // Tags are stored as sorted JSON text, so equal sets have equal text.
             let done = sqlx::query(&self.inner.sql.set_tags)
                 .bind(text)
                 .bind(updated_at.timestamp_micros())
@@ -506,7 +553,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return Err(Error::entry_not_found(stream, id));
+                return self.unchanged(conn, stream, id).await;
             }
             let m = Mutation::SetTags {
                 id,
@@ -537,12 +584,13 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend_err)?;
             let current = current.ok_or_else(|| Error::entry_not_found(stream, id))?;
-            let mut annotations: BTreeMap<String, String> = serde_json::from_str(&current)
-                .map_err(|e| Error::Decode {
-                    id: id.to_string(),
-                    source: e,
-                })?;
+            let before: BTreeMap<String, String> = serde_json::from_str(&current)
+                .map_err(|e| Error::corrupt(format_args!("annotations of entry {id}: {e}")))?;
+            let mut annotations = before.clone();
             merge_annotations(&mut annotations, &changes);
+            if annotations == before {
+                return Ok(()); // nothing changes: no updated_at, no feed record
+            }
             let updated_at = now();
             sqlx::query(&self.inner.sql.set_annotations)
                 .bind(serde_json::to_string(&annotations).map_err(Error::Encode)?)
@@ -615,7 +663,7 @@ impl Store for SqliteStore {
         if let Some(writer) = self.inner.writer.lock().await.take() {
             writer.conn.close().await.map_err(backend_err)?;
         }
-        if self.inner.ownership != Ownership::Caller {
+        if matches!(self.inner.ownership, Ownership::Store | Ownership::InMemory) {
             self.inner.pool.close().await;
         }
         Ok(())
@@ -658,6 +706,7 @@ impl Search for SqliteStore {
         if let Some(s) = stream {
             validate_stream_id(s)?;
         }
+        validate_search_text(text)?;
         options.validate()?;
         self.select(stream, Some(text), options).await
     }
@@ -678,11 +727,13 @@ impl ChangeFeed for SqliteStore {
 impl CursorStore for SqliteStore {
     async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
         self.check_open()?;
+        validate_cursor_name(name)?;
         ledger_sql::get_cursor(&self.inner.pool, &self.inner.sql.get_cursor, name).await
     }
 
     async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
         self.check_open()?;
+        validate_cursor_name(name)?;
         ledger_sql::set_cursor(&self.inner.pool, &self.inner.sql.set_cursor, name, position).await
     }
 }

@@ -7,6 +7,21 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
 
+/// Appends the search condition: a string value of the payload, at any depth, contains `text`
+/// ignoring ASCII case ([`ledger_core::payload_contains`]; SQLite's `LIKE` folds ASCII only).
+pub fn push_search(q: &mut QueryBuilder<'_, Sqlite>, text: &str) {
+    let pattern = ledger_sql::like_contains_pattern(text);
+    if ledger_sql::json_renders_verbatim(text) {
+        // Cheap first: such text inside a string appears as is in the stored JSON.
+        q.push(r" AND payload LIKE ")
+            .push_bind(pattern.clone())
+            .push(r" ESCAPE '\'");
+    }
+    q.push(r" AND EXISTS (SELECT 1 FROM json_tree(payload) WHERE type = 'text' AND atom LIKE ")
+        .push_bind(pattern)
+        .push(r" ESCAPE '\')");
+}
+
 /// Appends the conditions of `options` (cursor and filters), the order and the limit.
 pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions<i64>) {
     let f = &options.filter;

@@ -14,6 +14,7 @@ pub struct Statements {
     pub stat: String,
     pub list_streams: String,
     pub set_tags: String,
+    pub entry_exists: String,
     pub get_annotations: String,
     pub set_annotations: String,
     pub trim: String,
@@ -58,9 +59,12 @@ impl Statements {
                    WHERE s.stream > ? AND EXISTS (SELECT 1 FROM "{t}" e WHERE e.stream = s.stream)
                    ORDER BY s.stream LIMIT ?"#
             ),
+            // Matches nothing when the tags are already these (see `entry_exists`).
             set_tags: format!(
-                r#"UPDATE "{t}" SET tags = ?, updated_at = ? WHERE stream = ? AND id = ?"#
+                r#"UPDATE "{t}" SET tags = ?1, updated_at = ?2
+                   WHERE stream = ?3 AND id = ?4 AND tags IS NOT ?1"#
             ),
+            entry_exists: format!(r#"SELECT 1 FROM "{t}" WHERE stream = ? AND id = ?"#),
             get_annotations: format!(
                 r#"SELECT annotations FROM "{t}" WHERE stream = ? AND id = ?"#
             ),

@@ -496,7 +496,8 @@ fn variant(error: Error) -> &'static str {
         Error::Encode(_) => "Encode",
         Error::Decode { .. } => "Decode",
         Error::StoreClosed => "StoreClosed",
-        Error::Backend(_) => "Backend",
+        Error::IncompatibleSchema { .. } => "IncompatibleSchema",
+        Error::Backend { .. } => "Backend",
     }
 }
 
