@@ -231,11 +231,7 @@ pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {
     let mut pending = vec![payload];
     while let Some(value) = pending.pop() {
         match value {
-            Value::String(s) => {
-                if s.to_ascii_lowercase().contains(&needle) {
-                    return true;
-                }
-            }
+            Value::String(s) if s.to_ascii_lowercase().contains(&needle) => return true,
             Value::Array(items) => pending.extend(items),
             Value::Object(map) => pending.extend(map.values()),
             _ => {}
