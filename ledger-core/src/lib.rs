@@ -12,6 +12,11 @@
 //! reported by [`Capabilities`]. Subscriptions ([`Stream::subscribe`], [`subscribe_feed`]) deliver
 //! everything after a starting point, then live records, without loss or duplicates.
 //!
+//! Errors are one enum, [`Error`], naming the bad value. A database failure is
+//! [`Error::Backend`] with a [`BackendErrorKind`]; [`Error::is_transient`] and
+//! [`Error::is_conflict`] say whether a retry can succeed. Subscriptions retry transient errors
+//! and end on any other, so a consumer learns of corrupt stored data instead of waiting forever.
+//!
 //! [`MemoryStore`] is the complete reference implementation. Backends live in their own crates
 //! (`ledger-sqlite` is the embedded default).
 //!

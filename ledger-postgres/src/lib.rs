@@ -2,14 +2,14 @@
 //! a gap-safe change feed, and subscriptions woken by LISTEN/NOTIFY.
 //!
 //! [`PostgresStore`] keeps the whole [`ledger_core::Store`] contract with every capability:
-//! search (ILIKE on the payload's JSON text), a change feed, durable cursors, health checks and
-//! subscriptions, and it lets an application append inside its own sqlx transaction
-//! ([`PostgresStore::append_in`]).
+//! search, a change feed, durable cursors, health checks and subscriptions, and it lets an
+//! application append inside its own sqlx transaction ([`PostgresStore::append_in`]).
 //!
-//! Search has two modes ([`SearchMode`]): `Substring` (default) is a case-insensitive `ILIKE`
-//! over the payload's JSON text, like the other backends; `FullText` matches words with
-//! PostgreSQL's text search (`to_tsvector('simple', payload) @@ websearch_to_tsquery(…)`),
-//! served by a GIN index that [`PostgresStore::ensure_search_index`] builds.
+//! Search has two modes ([`SearchMode`]): `Substring` (default) matches string values of the
+//! payload at any depth, ignoring ASCII case, exactly as every backend does
+//! ([`ledger_core::payload_contains`]); `FullText` matches words with PostgreSQL's text search
+//! (`to_tsvector('simple', payload) @@ websearch_to_tsquery(…)`), served by a GIN index that
+//! [`PostgresStore::ensure_search_index`] builds.
 //!
 //! ```no_run
 //! use ledger_core::{AppendInput, ExpectedVersion, ReadOptions, Store};
@@ -49,14 +49,25 @@
 //!   reported per input.
 //! - **Change feed** (off by default, [`PostgresStoreBuilder::change_feed`]): gap-safe through a
 //!   serialized position counter; see the `feed` module notes below for the mechanism and its cost.
-//! - **Payloads** are JSONB. JSONB cannot hold U+0000 inside strings: such a payload is stored
-//!   with those characters replaced in the JSONB column (for search and indexes) and its exact
-//!   JSON text in `payload_exact`, which reads return, so every payload round-trips exactly.
+//! - **Payloads** are JSONB, and every payload reads back exactly as written. Where JSONB would
+//!   change one (U+0000 in a string or key, which it cannot hold; `-0.0`, which it has no room
+//!   for; a float of 1e16 or more, which it keeps as a decimal that reads back as an integer),
+//!   the exact JSON text is stored beside it in `payload_exact` and reads return that. The JSONB
+//!   column (for search and indexes) then holds U+FFFD for each U+0000.
+//! - **Errors** carry their kind ([`ledger_core::BackendErrorKind`]) from the SQLSTATE: a
+//!   serialization failure or deadlock (40001, 40P01), as an append inside a caller's
+//!   `SERIALIZABLE` or `REPEATABLE READ` transaction meets when it loses a race, is a conflict
+//!   to retry ([`ledger_core::Error::is_conflict`]).
+//! - **Connections**: the pool (10 by default, or the caller's with
+//!   [`PostgresStoreBuilder::with_pool`]) serves every call; the LISTEN/NOTIFY listener has one
+//!   connection of its own beside it. [`Store::close`] stops the listener and, for a pool the
+//!   store opened, closes the pool.
 //! - **Table names** follow the core rule (up to 63 bytes). Derived names (`t_streams`,
 //!   `t_cursors`, …) that would exceed PostgreSQL's 63-byte identifiers use a prefix of the table
 //!   name plus a hash of the whole name, so they never collide.
 //! - **Migrations** are recorded per store in `ledger_migrations` and serialized by an advisory
-//!   lock, so several processes may open a store at once.
+//!   lock, so several processes may open a store at once. A store migrated by a newer release
+//!   is refused ([`ledger_core::Error::IncompatibleSchema`]).
 //!
 //! ## Gap-safe change feed
 //!

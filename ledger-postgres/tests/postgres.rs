@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use ledger_core::testkit::fresh_table;
 use ledger_core::testkit::server::server_url;
+use ledger_core::testkit::{CountingStore, fresh_table};
 use ledger_core::{
-    AppendInput, AppendOutcome, Error, ExpectedVersion, ReadOptions, Store, Stream,
-    SubscribeOptions,
+    AppendInput, AppendOutcome, BackendErrorKind, Error, ExpectedVersion, ReadOptions, Store,
+    Stream, SubscribeOptions,
 };
 use ledger_postgres::{PostgresStore, SCHEMA_VERSION, SearchMode};
 use serde_json::json;
@@ -172,17 +172,20 @@ async fn notify_wakes_a_subscription_long_before_its_poll_interval() {
         poll_interval: Duration::from_secs(60),
         ..SubscribeOptions::default()
     };
-    let stream = Stream::<_, serde_json::Value>::new(reader.clone(), "orders").unwrap();
+    let counted = CountingStore::new(reader.clone());
+    let stream = Stream::<_, serde_json::Value>::new(counted.clone(), "orders").unwrap();
     let mut live = stream.subscribe(0, slow_polling);
-    // Let the subscription catch up (nothing) and start waiting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = tokio::spawn(async move { live.next().await });
+    // The subscription's first read found nothing: only a wake-up can bring the entry now.
+    counted.reads_reach(1).await;
     writer
         .append("orders", vec![input(7)], ExpectedVersion::Any)
         .await
         .unwrap();
-    let entry = tokio::time::timeout(Duration::from_secs(5), live.next())
+    let entry = tokio::time::timeout(Duration::from_secs(5), first)
         .await
         .expect("NOTIFY woke the subscription within 5 s (polling alone would take 60 s)")
+        .expect("subscription task ran")
         .expect("subscription is open")
         .expect("entry decodes");
     assert_eq!(entry.payload, json!({ "n": 7 }));
@@ -399,4 +402,343 @@ async fn long_table_names_get_distinct_derived_names() {
             "store {n} sees its own entry"
         );
     }
+}
+
+/// Server connections whose `application_name` is `name`.
+async fn connections_named(name: &str) -> i64 {
+    let admin = PostgresStore::builder()
+        .listen(false)
+        .connect(&url())
+        .await
+        .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(name)
+            .fetch_one(admin.pool())
+            .await
+            .unwrap();
+    admin.close().await.unwrap();
+    n
+}
+
+/// `url()` with `application_name` set, so a test can find the store's connections.
+fn named_url(name: &str) -> String {
+    let base = url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}application_name={name}")
+}
+
+#[tokio::test]
+async fn the_listener_takes_no_connection_from_the_pool() {
+    let store = PostgresStore::builder()
+        .table(fresh_table())
+        .max_connections(1)
+        .connect(&url())
+        .await
+        .unwrap();
+    let appended = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append("s", vec![input(1)], ExpectedVersion::Any),
+    )
+    .await
+    .expect("an append on a pool of one returns: the listener holds a connection of its own");
+    appended.unwrap();
+
+    // Stores sharing a caller's pool of one all keep working.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url())
+        .await
+        .unwrap();
+    let table = fresh_table();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let opened = PostgresStore::builder()
+            .table(&table)
+            .with_pool(pool.clone());
+        let store = tokio::time::timeout(Duration::from_secs(10), opened)
+            .await
+            .expect("opening on a shared pool of one returns")
+            .unwrap();
+        stores.push(store);
+    }
+    for (n, store) in stores.iter().enumerate() {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            store.append("s", vec![input(n as u64)], ExpectedVersion::Any),
+        )
+        .await
+        .expect("an append through a shared pool of one returns")
+        .unwrap();
+    }
+    assert_eq!(stores[0].count("s").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn close_releases_the_listener_and_the_pool() {
+    let name = format!("ledger-close-{}", fresh_table());
+    let store = PostgresStore::builder()
+        .table(fresh_table())
+        .change_feed(true)
+        .connect(&named_url(&name))
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // The listener connects in the background: wait until it has.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while connections_named(&name).await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool and the listener connect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = connections_named(&name).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} connections of the closed store are still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn serialization_failures_in_a_callers_transaction_are_conflicts() {
+    for (isolation, change_feed) in [("SERIALIZABLE", false), ("REPEATABLE READ", true)] {
+        let store = PostgresStore::builder()
+            .table(fresh_table())
+            .change_feed(change_feed)
+            .connect(&url())
+            .await
+            .unwrap();
+        let begin = format!("BEGIN ISOLATION LEVEL {isolation}");
+        let mut first = store.pool().begin_with(begin.clone()).await.unwrap();
+        let mut second = store.pool().begin_with(begin).await.unwrap();
+        // Each transaction's snapshot is taken before the other commits.
+        sqlx::query("SELECT 1").execute(&mut *second).await.unwrap();
+        store
+            .append_in(&mut first, "s", vec![input(1)], ExpectedVersion::Any)
+            .await
+            .unwrap();
+        let loser = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let outcome = store
+                    .append_in(&mut second, "s", vec![input(2)], ExpectedVersion::Any)
+                    .await;
+                drop(second);
+                outcome
+            })
+        };
+        first.commit().await.unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(10), loser)
+            .await
+            .expect("the second append returns once the first commits")
+            .unwrap()
+            .expect_err("the later transaction cannot see the first one's write");
+        assert!(error.is_conflict(), "{isolation}: a conflict: {error}");
+        assert!(error.is_transient(), "{isolation}: worth retrying: {error}");
+        assert!(
+            matches!(
+                error,
+                Error::Backend {
+                    kind: BackendErrorKind::Serialization,
+                    ..
+                }
+            ),
+            "{isolation}: {error:?}"
+        );
+        assert_eq!(
+            store.count("s").await.unwrap(),
+            1,
+            "{isolation}: one append landed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn caller_transactions_appending_to_several_streams_with_the_feed_on_do_not_deadlock() {
+    let store = PostgresStore::builder()
+        .table(fresh_table())
+        .change_feed(true)
+        .connect(&url())
+        .await
+        .unwrap();
+    let mut first = store.pool().begin().await.unwrap();
+    store
+        .append_in(&mut first, "a", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.pool().begin().await.unwrap();
+            store
+                .append_in(&mut tx, "b", vec![input(2)], ExpectedVersion::Any)
+                .await?;
+            tx.commit()
+                .await
+                .map_err(|e| Error::backend(BackendErrorKind::Other, e))
+        })
+    };
+    // Let the second transaction reach its wait for the first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store
+        .append_in(&mut first, "b", vec![input(3)], ExpectedVersion::Any)
+        .await
+        .expect("the first transaction appends to b while the second waits");
+    first.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second transaction finishes")
+        .unwrap()
+        .expect("the second transaction's append succeeds");
+    let versions: Vec<u64> = store
+        .read("b", &ReadOptions::new())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+#[tokio::test]
+async fn rename_onto_a_name_left_at_version_0_by_a_failed_append_succeeds() {
+    let table = fresh_table();
+    let store = PostgresStore::builder()
+        .table(&table)
+        .connect(&url())
+        .await
+        .unwrap();
+    store
+        .append("from", vec![input(1), input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // An append that fails inside a transaction the caller then commits leaves the target's
+    // lock row at version 0, holding no entries.
+    let mut tx = store.pool().begin().await.unwrap();
+    let failed = store
+        .append_in(&mut tx, "to", vec![input(9)], ExpectedVersion::Exact(5))
+        .await;
+    assert!(failed.unwrap_err().is_conflict());
+    tx.commit().await.unwrap();
+    let rows: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM \"{table}_streams\" WHERE stream = 'to' AND version = 0"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows, 1, "the version-0 row exists");
+    store
+        .rename_stream("from", "to")
+        .await
+        .expect("the name holds no stream");
+    let stat = store.stat("to").await.unwrap();
+    assert_eq!((stat.count, stat.last_version), (2, 2));
+}
+
+#[tokio::test]
+async fn ensure_search_index_rebuilds_an_invalid_index() {
+    let table = fresh_table();
+    let store = PostgresStore::builder()
+        .table(&table)
+        .search_mode(SearchMode::FullText)
+        .connect(&url())
+        .await
+        .unwrap();
+    store.ensure_search_index().await.unwrap();
+    let index = format!("\"{table}_fts\"");
+    let valid = async || -> bool {
+        sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
+            .bind(&index)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    assert!(valid().await, "built valid");
+    // What a failed or interrupted CREATE INDEX CONCURRENTLY leaves behind.
+    sqlx::query("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)")
+        .bind(&index)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(!valid().await, "marked invalid");
+    store.ensure_search_index().await.unwrap();
+    assert!(valid().await, "rebuilt valid");
+}
+
+#[tokio::test]
+async fn a_store_migrated_by_a_newer_release_is_refused() {
+    let table = fresh_table();
+    let store = PostgresStore::builder()
+        .table(&table)
+        .connect(&url())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO ledger_migrations (store, version, description) VALUES ($1, $2, 'a later release')")
+        .bind(&table)
+        .bind(SCHEMA_VERSION + 1)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match PostgresStore::builder().table(&table).connect(&url()).await {
+        Err(Error::IncompatibleSchema {
+            store,
+            found,
+            known,
+        }) => {
+            assert_eq!(
+                (store, found, known),
+                (table, SCHEMA_VERSION + 1, SCHEMA_VERSION)
+            );
+        }
+        other => panic!("expected IncompatibleSchema, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
+    let table = fresh_table();
+    let store = PostgresStore::builder()
+        .table(&table)
+        .connect(&url())
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "UPDATE \"{table}\" SET payload_exact = 'not json' WHERE version = 2"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let fast = SubscribeOptions {
+        poll_interval: Duration::from_millis(20),
+        ..SubscribeOptions::default()
+    };
+    let mut entries = ledger_core::subscribe_stream(store.clone(), "s".into(), 0, fast);
+    let error = tokio::time::timeout(Duration::from_secs(5), entries.next())
+        .await
+        .expect("the subscription reports instead of retrying forever")
+        .expect("an item")
+        .unwrap_err();
+    assert_eq!(
+        error.backend_kind(),
+        Some(BackendErrorKind::Corrupt),
+        "{error}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), entries.next()).await;
+    assert!(matches!(end, Ok(None)), "the error ended the subscription");
 }

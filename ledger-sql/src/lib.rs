@@ -11,14 +11,10 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use ledger_core::{BackendErrorKind, Error, FeedRecord, Result, StreamStat, stored_position};
 
 /// A driver error as the SDK's error, with its kind read from the error (and, for database
-/// errors, from PostgreSQL's SQLSTATE or SQLite's result code).
+/// errors, from the backend's code: see [`database_error_kind`]).
 pub fn backend_err(e: sqlx::Error) -> Error {
-    Error::backend(error_kind(&e), e)
-}
-
-fn error_kind(e: &sqlx::Error) -> BackendErrorKind {
     use sqlx::Error as E;
-    match e {
+    let kind = match &e {
         E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
             BackendErrorKind::Connection
         }
@@ -26,35 +22,75 @@ fn error_kind(e: &sqlx::Error) -> BackendErrorKind {
         E::ColumnDecode { .. } | E::Decode(_) => BackendErrorKind::Corrupt,
         E::Database(db) => database_error_kind(db.code().as_deref().unwrap_or(""), db.kind()),
         _ => BackendErrorKind::Other,
-    }
+    };
+    Error::backend(kind, e)
 }
 
-/// PostgreSQL codes are five characters (class first); SQLite's are numbers (extended codes
-/// carry the primary code in their low byte).
-fn database_error_kind(code: &str, kind: sqlx::error::ErrorKind) -> BackendErrorKind {
-    if let Ok(sqlite) = code.parse::<u32>() {
-        return match sqlite & 0xff {
-            5 | 6 => BackendErrorKind::Timeout, // SQLITE_BUSY, SQLITE_LOCKED
-            11 | 26 => BackendErrorKind::Corrupt, // SQLITE_CORRUPT, SQLITE_NOTADB
-            19 => BackendErrorKind::Constraint,
-            10 | 14 => BackendErrorKind::Connection, // SQLITE_IOERR, SQLITE_CANTOPEN
-            _ => BackendErrorKind::Other,
-        };
-    }
-    match code {
-        "40001" | "40P01" => BackendErrorKind::Serialization,
-        "57014" | "55P03" => BackendErrorKind::Timeout, // statement timeout, lock not available
-        "57P01" | "57P02" | "57P03" => BackendErrorKind::Connection, // server shutting down
-        _ if code.starts_with("08") => BackendErrorKind::Connection,
-        _ if code.starts_with("23") => BackendErrorKind::Constraint,
-        "XX001" | "XX002" => BackendErrorKind::Corrupt, // data or index corrupted
-        _ => match kind {
-            sqlx::error::ErrorKind::UniqueViolation
-            | sqlx::error::ErrorKind::ForeignKeyViolation
-            | sqlx::error::ErrorKind::NotNullViolation
-            | sqlx::error::ErrorKind::CheckViolation => BackendErrorKind::Constraint,
-            _ => BackendErrorKind::Other,
-        },
+/// The kind of a database error from its code: a PostgreSQL SQLSTATE (always five characters,
+/// class first) or an SQLite result code (a number below 10 000, whose low byte is the primary
+/// code); else from sqlx's reading of it.
+pub fn database_error_kind(code: &str, kind: sqlx::error::ErrorKind) -> BackendErrorKind {
+    let by_code = if code.len() == 5 {
+        match code {
+            "40001" | "40P01" => Some(BackendErrorKind::Serialization),
+            "57014" | "55P03" => Some(BackendErrorKind::Timeout), // statement timeout, lock wait
+            "57P01" | "57P02" | "57P03" => Some(BackendErrorKind::Connection), // shutting down
+            "XX001" | "XX002" => Some(BackendErrorKind::Corrupt), // data or index corrupted
+            _ if code.starts_with("08") => Some(BackendErrorKind::Connection),
+            _ if code.starts_with("23") => Some(BackendErrorKind::Constraint),
+            _ => None,
+        }
+    } else {
+        code.parse::<u32>()
+            .ok()
+            .and_then(|sqlite| match sqlite & 0xff {
+                5 | 6 => Some(BackendErrorKind::Timeout), // SQLITE_BUSY, SQLITE_LOCKED
+                11 | 26 => Some(BackendErrorKind::Corrupt), // SQLITE_CORRUPT, SQLITE_NOTADB
+                19 => Some(BackendErrorKind::Constraint),
+                10 | 14 => Some(BackendErrorKind::Connection), // SQLITE_IOERR, SQLITE_CANTOPEN
+                _ => None,
+            })
+    };
+    by_code.unwrap_or(match kind {
+        sqlx::error::ErrorKind::UniqueViolation
+        | sqlx::error::ErrorKind::ForeignKeyViolation
+        | sqlx::error::ErrorKind::NotNullViolation
+        | sqlx::error::ErrorKind::CheckViolation => BackendErrorKind::Constraint,
+        _ => BackendErrorKind::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::error::ErrorKind;
+
+    #[test]
+    fn database_codes_map_to_kinds() {
+        let cases = [
+            ("40001", BackendErrorKind::Serialization),
+            ("40P01", BackendErrorKind::Serialization),
+            ("08006", BackendErrorKind::Connection),
+            ("23505", BackendErrorKind::Constraint),
+            ("57014", BackendErrorKind::Timeout),
+            ("42P01", BackendErrorKind::Other),
+            ("5", BackendErrorKind::Timeout),
+            ("517", BackendErrorKind::Timeout),
+            ("2067", BackendErrorKind::Constraint),
+            ("11", BackendErrorKind::Corrupt),
+            ("1", BackendErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(
+                database_error_kind(code, ErrorKind::Other),
+                kind,
+                "code {code}"
+            );
+        }
+        assert_eq!(
+            database_error_kind("", ErrorKind::UniqueViolation),
+            BackendErrorKind::Constraint
+        );
     }
 }
 

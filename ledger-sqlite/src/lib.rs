@@ -34,8 +34,14 @@
 //!   mutation in the same transaction. Positions are commit-ordered because writes are
 //!   serialized, so the feed is gap-safe without further machinery. Enabling it writes each
 //!   payload twice.
-//! - **Search** is a case-insensitive (ASCII) substring match on the payload's JSON text, with
-//!   `%` and `_` taken literally; it scans the stream (or the table).
+//! - **Search** matches string values of the payload at any depth, ignoring ASCII case, with
+//!   `%` and `_` taken literally ([`ledger_core::payload_contains`], the same on every backend);
+//!   it scans the stream (or the table), testing the JSON text first where it can.
+//! - **Cancellation**: dropping an append's future never leaves a transaction open (which would
+//!   lock the file for every other writer): the append runs to its end on a task of its own,
+//!   committed or rolled back. Read the stream, or retry with a dedup key, to learn which.
+//! - **Migrations** are recorded per store in `ledger_migrations`; a store migrated by a newer
+//!   release is refused ([`ledger_core::Error::IncompatibleSchema`]).
 //! - **Timestamps** are stored as microseconds since the Unix epoch.
 //!
 //! # Features

@@ -1,14 +1,57 @@
-//! Behaviour specific to the SQLite backend: caller transactions, migrations, files.
+//! Behaviour specific to the SQLite backend: caller transactions, migrations, files,
+//! cancellation, in-memory pools, corrupt rows.
 
-use ledger_core::{AppendInput, Error, ExpectedVersion, ReadOptions, Store};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ledger_core::{
+    AppendInput, BackendErrorKind, Error, ExpectedVersion, ReadOptions, Store, Stream,
+    SubscribeOptions, subscribe_feed,
+};
 use ledger_sqlite::{SCHEMA_VERSION, SqliteStore};
 use serde_json::json;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ledger-sqlite-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir is writable");
-    dir.join("ledger.db")
+/// A directory of its own for one test, removed when the test ends (passed or failed).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ledger-sqlite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir is writable");
+        Scratch(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("ledger.db")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A plain connection to the file, as another process would open it.
+async fn other_connection(path: &Path, busy: Duration) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(busy)
+        .connect()
+        .await
+        .expect("the file opens")
+}
+
+fn quick() -> SubscribeOptions {
+    SubscribeOptions {
+        poll_interval: Duration::from_millis(20),
+        ..SubscribeOptions::default()
+    }
 }
 
 fn input(n: u64) -> AppendInput {
@@ -72,7 +115,8 @@ async fn append_in_caller_transaction_rolls_back_with_it() {
 
 #[tokio::test]
 async fn migrations_are_recorded_once_per_store() {
-    let path = scratch("migrations");
+    let dir = Scratch::new("migrations");
+    let path = dir.db();
     let first = SqliteStore::builder()
         .table("orders")
         .open(&path)
@@ -112,7 +156,8 @@ async fn migrations_are_recorded_once_per_store() {
 
 #[tokio::test]
 async fn concurrent_opens_of_one_file_migrate_once_and_all_work() {
-    let path = scratch("concurrent-open");
+    let dir = Scratch::new("concurrent-open");
+    let path = dir.db();
     let opens = (0..4).map(|_| {
         let path = path.clone();
         tokio::spawn(async move { SqliteStore::builder().table("t").open(path).await })
@@ -135,7 +180,8 @@ async fn concurrent_opens_of_one_file_migrate_once_and_all_work() {
 
 #[tokio::test]
 async fn data_survives_reopening_the_file() {
-    let path = scratch("reopen");
+    let dir = Scratch::new("reopen");
+    let path = dir.db();
     let store = SqliteStore::open(&path).await.unwrap();
     store
         .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
@@ -150,7 +196,8 @@ async fn data_survives_reopening_the_file() {
 
 #[tokio::test]
 async fn builder_rejects_invalid_table_name_before_touching_the_file() {
-    let path = scratch("bad-name");
+    let dir = Scratch::new("bad-name");
+    let path = dir.db();
     let err = SqliteStore::builder()
         .table("x\"; DROP TABLE y; --")
         .open(&path)
@@ -174,4 +221,200 @@ async fn change_feed_is_absent_unless_enabled() {
         .await
         .unwrap();
     assert!(with_feed.as_change_feed().is_some());
+}
+
+#[tokio::test]
+async fn a_cancelled_append_leaves_no_transaction_open() {
+    let dir = Scratch::new("cancelled");
+    let store = SqliteStore::open(dir.db()).await.unwrap();
+    let batch: Vec<AppendInput> = (0..3_000).map(input).collect();
+    let mut append = Box::pin(store.append("s", batch, ExpectedVersion::Any));
+    // One poll starts the append (its first command reaches SQLite); then the caller gives up.
+    assert!(
+        futures::poll!(&mut append).is_pending(),
+        "the append is under way"
+    );
+    drop(append);
+
+    let mut other = other_connection(&dir.db(), Duration::from_secs(3)).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("another process gets the write lock: the cancelled append ended its transaction");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    let count = store.count("s").await.unwrap();
+    assert!(
+        count == 0 || count == 3_000,
+        "all or nothing of the batch: {count}"
+    );
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .expect("the store keeps working");
+}
+
+#[tokio::test]
+async fn stores_on_a_callers_in_memory_pool_read_what_they_write() {
+    // sqlx's shared-cache `sqlite::memory:` and a private in-memory database alike.
+    let shared = SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
+    let private = SqliteConnectOptions::new().in_memory(true);
+    for (what, options) in [("sqlite::memory:", shared), ("in_memory(true)", private)] {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let store = SqliteStore::builder()
+            .change_feed(true)
+            .with_pool(pool.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
+        store
+            .append("s", vec![input(1), input(2)], ExpectedVersion::NoStream)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: append failed: {e}"));
+        let versions: Vec<u64> = store
+            .read("s", &ReadOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: read failed: {e}"))
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, [1, 2], "{what}: the store reads what it wrote");
+        store.close().await.unwrap();
+        assert!(!pool.is_closed(), "{what}: the caller's pool stays open");
+    }
+}
+
+/// A store whose table `t` has a second entry that no longer decodes.
+async fn store_with_a_corrupt_entry(dir: &Scratch) -> SqliteStore {
+    let store = SqliteStore::builder()
+        .table("t")
+        .change_feed(true)
+        .open(dir.db())
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE t SET payload = 'not json' WHERE version = 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
+    let dir = Scratch::new("corrupt-entry");
+    let store = store_with_a_corrupt_entry(&dir).await;
+    let stream = Stream::<_, serde_json::Value>::new(store.clone(), "s").unwrap();
+    let mut entries = stream.subscribe(0, quick());
+    let next = tokio::time::timeout(Duration::from_secs(5), entries.next())
+        .await
+        .expect("the subscription reports instead of retrying forever")
+        .expect("an item");
+    let error = next.unwrap_err();
+    assert_eq!(
+        error.backend_kind(),
+        Some(BackendErrorKind::Corrupt),
+        "{error}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), entries.next()).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "the error ended the subscription: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_feed_record_ends_a_feed_subscription_with_an_error() {
+    let dir = Scratch::new("corrupt-feed");
+    let store = store_with_a_corrupt_entry(&dir).await;
+    sqlx::query("UPDATE t_feed SET mutation = '{\"type\": \"unknown\"}'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut records = subscribe_feed(store.clone(), None, quick());
+    let next = tokio::time::timeout(Duration::from_secs(5), records.next())
+        .await
+        .expect("the subscription reports instead of retrying forever")
+        .expect("an item");
+    let error = next.unwrap_err();
+    assert_eq!(
+        error.backend_kind(),
+        Some(BackendErrorKind::Corrupt),
+        "{error}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), records.next()).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "the error ended the subscription: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn rows_of_the_wrong_type_are_errors_not_panics() {
+    let dir = Scratch::new("wrong-type");
+    let store = SqliteStore::builder()
+        .table("t")
+        .open(dir.db())
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // SQLite keeps whatever a column is given: a version that is not a number.
+    sqlx::query("UPDATE t_streams SET version = 'three' WHERE stream = 's'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let stat = store.stat("s").await;
+    assert_eq!(
+        stat.unwrap_err().backend_kind(),
+        Some(BackendErrorKind::Corrupt),
+        "stat"
+    );
+    let append = store
+        .append("s", vec![input(2)], ExpectedVersion::Any)
+        .await;
+    assert_eq!(
+        append.unwrap_err().backend_kind(),
+        Some(BackendErrorKind::Corrupt),
+        "append"
+    );
+}
+
+#[tokio::test]
+async fn a_store_migrated_by_a_newer_release_is_refused() {
+    let dir = Scratch::new("newer-schema");
+    let store = SqliteStore::builder()
+        .table("t")
+        .open(dir.db())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO ledger_migrations (store, version, description) VALUES ('t', ?, 'a later release')")
+        .bind(SCHEMA_VERSION + 1)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let reopened = SqliteStore::builder().table("t").open(dir.db()).await;
+    match reopened {
+        Err(Error::IncompatibleSchema {
+            store,
+            found,
+            known,
+        }) => {
+            assert_eq!(
+                (store.as_str(), found, known),
+                ("t", SCHEMA_VERSION + 1, SCHEMA_VERSION)
+            );
+        }
+        other => panic!("expected IncompatibleSchema, got {other:?}"),
+    }
 }

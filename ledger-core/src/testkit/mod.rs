@@ -34,9 +34,12 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::store::Store;
 
+mod counting;
 pub mod model;
 pub mod server;
 pub mod suite;
+
+pub use counting::CountingStore;
 
 /// Opens stores for the suite.
 #[async_trait]
@@ -104,18 +107,33 @@ pub fn run<F: Future<Output = ()>>(test: F) {
 macro_rules! conformance_tests {
     ($factory:expr, transactions) => {
         $crate::conformance_tests!($factory);
-        #[test]
-        fn feed_is_gap_safe_when_a_later_writer_finishes_first() {
-            $crate::testkit::run(
-                $crate::testkit::suite::feed_is_gap_safe_when_a_later_writer_finishes_first(
-                    &$factory,
-                ),
-            );
-        }
+        $crate::transactional_conformance_test_list!(conformance_tests { @each $factory });
     };
     ($factory:expr) => {
-        $crate::conformance_tests!(@each $factory;
-            // Keep in the order of `testkit::suite`.
+        $crate::conformance_test_list!(conformance_tests { @each $factory });
+        #[test]
+        fn model_matches_memory_store() {
+            $crate::testkit::model::check(&$factory);
+        }
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::run($crate::testkit::suite::$name(&$factory));
+            }
+        )*
+    };
+}
+
+/// Calls `$crate::$then! { $args; name, … }` with the name of every behaviour of
+/// [`suite`] that any store runs, in module order. The one list of them: a test checks that it
+/// names every public function of the suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_test_list {
+    ($then:ident { $($args:tt)* }) => {
+        $crate::$then! { $($args)*;
             append_then_read_round_trips_every_field,
             schema_version_is_stored_and_read_back,
             empty_append_returns_nothing_and_writes_nothing,
@@ -127,6 +145,7 @@ macro_rules! conformance_tests {
             same_dedup_key_in_two_streams_is_written_to_both,
             duplicate_dedup_key_in_same_batch_is_skipped,
             all_duplicate_retry_succeeds_whatever_expected_version,
+            concurrent_appends_with_one_dedup_key_write_it_once,
             expected_any_always_appends,
             expected_no_stream_conflicts_on_existing_stream,
             expected_stream_exists_conflicts_on_new_stream,
@@ -148,12 +167,14 @@ macro_rules! conformance_tests {
             set_annotations_merges_and_none_deletes,
             set_tags_on_unknown_entry_is_entry_not_found,
             set_annotations_on_unknown_entry_is_entry_not_found,
+            unchanged_tags_and_annotations_write_nothing,
             list_streams_is_ascending_and_strictly_after_cursor,
             list_streams_pages_with_limit,
             list_streams_omits_fully_trimmed_streams,
             rename_stream_moves_entries_and_version,
             rename_of_missing_stream_is_stream_not_found,
             rename_onto_existing_stream_is_stream_exists,
+            rename_onto_a_fully_trimmed_stream_is_stream_exists,
             closed_store_refuses_every_call,
             concurrent_exact_appends_have_exactly_one_winner,
             concurrent_any_appends_produce_gapless_versions,
@@ -164,36 +185,93 @@ macro_rules! conformance_tests {
             invalid_stream_names_are_rejected,
             long_unicode_and_sql_metacharacter_stream_ids_work,
             invalid_inputs_are_rejected_and_nothing_written,
-            stream_upcasts_old_entries_through_two_steps,
-            missing_upcaster_is_no_upcaster_error,
-            read_only_stream_refuses_writes_and_reads,
+            batch_refused_at_its_last_entry_writes_nothing,
             change_feed_records_every_mutation_in_order,
             change_feed_read_after_position_continues,
             duplicate_only_append_writes_no_feed_record,
             subscribe_delivers_existing_then_live_entries,
             subscribe_from_middle_version_skips_earlier_entries,
             subscribe_feed_delivers_existing_then_live_records,
+            subscriptions_wake_on_the_commit_signal_long_before_polling,
             payloads_round_trip_exactly,
+            floats_round_trip_with_their_type_value_and_sign,
+            payloads_deeper_than_the_limit_are_refused,
             one_mib_payload_round_trips,
             ten_thousand_entry_batch_appends_and_counts,
             search_finds_case_insensitive_substring,
             search_respects_filters_and_limit,
             search_treats_percent_and_underscore_literally,
+            search_matches_string_values_alike_on_every_backend,
+            search_text_must_not_be_empty_or_contain_nul,
             cursor_store_saves_and_never_moves_back,
             health_is_ok_on_open_store,
-            feed_subscriber_sees_every_record_once_under_concurrent_writers,
-        );
-        #[test]
-        fn model_matches_memory_store() {
-            $crate::testkit::model::check(&$factory);
+            invalid_cursor_names_are_rejected,
+            feed_subscriber_sees_every_record_once_under_concurrent_writers
         }
     };
-    (@each $factory:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                $crate::testkit::run($crate::testkit::suite::$name(&$factory));
-            }
-        )*
+}
+
+/// Like [`conformance_test_list!`], for the behaviours that need a [`TransactionalFactory`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! transactional_conformance_test_list {
+    ($then:ident { $($args:tt)* }) => {
+        $crate::$then! { $($args)*;
+            feed_is_gap_safe_when_a_later_writer_finishes_first,
+            rename_racing_a_first_append_to_the_target_is_stream_exists,
+        }
     };
+}
+
+/// `[$name, …]` as strings, for the test that keeps the lists and the suite in step.
+#[cfg(test)]
+#[macro_export]
+#[doc(hidden)]
+macro_rules! conformance_test_names {
+    ($(,)?; $($name:ident),* $(,)?) => {
+        [$(stringify!($name)),*]
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every `pub async fn` of `src/testkit/suite/*.rs`.
+    fn suite_functions() -> BTreeSet<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testkit/suite");
+        let mut names = BTreeSet::new();
+        for file in std::fs::read_dir(dir).expect("the suite's sources are readable") {
+            let text = std::fs::read_to_string(file.expect("a directory entry").path())
+                .expect("a suite source is readable");
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let name = rest.split(['<', '(']).next().expect("a function name");
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_instantiated_lists_name_every_suite_function_once() {
+        let listed = crate::conformance_test_list!(conformance_test_names {});
+        let transactional = crate::transactional_conformance_test_list!(conformance_test_names {});
+        let mut all: Vec<String> = listed
+            .iter()
+            .chain(&transactional)
+            .map(|s| s.to_string())
+            .collect();
+        let count = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), count, "a behaviour is listed twice");
+        let all: BTreeSet<String> = all.into_iter().collect();
+        assert_eq!(
+            all,
+            suite_functions(),
+            "the lists and the suite's functions differ"
+        );
+    }
 }

@@ -65,3 +65,33 @@ pub async fn health_is_ok_on_open_store<F: StoreFactory>(factory: &F) {
         .await
         .unwrap_or_else(|e| panic!("health on an open store failed: {e}"));
 }
+
+/// Cursor names follow the stream-id rule (1 to 256 bytes, no NUL): others are `InvalidName`.
+pub async fn invalid_cursor_names_are_rejected<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let Some(cursors) = cursor_store_of(&store) else {
+        return;
+    };
+    for name in [String::new(), "a\u{0000}b".to_owned(), "c".repeat(257)] {
+        assert_err!(
+            cursors.get_cursor(&name).await,
+            Error::InvalidName { kind: "cursor", .. },
+            "get_cursor({name:?})"
+        );
+        assert_err!(
+            cursors.set_cursor(&name, 1).await,
+            Error::InvalidName { kind: "cursor", .. },
+            "set_cursor({name:?})"
+        );
+    }
+    let longest = "c".repeat(256);
+    cursors
+        .set_cursor(&longest, 7)
+        .await
+        .unwrap_or_else(|e| panic!("a 256-byte cursor name failed: {e}"));
+    assert_eq!(
+        cursors.get_cursor(&longest).await.ok().flatten(),
+        Some(7),
+        "256-byte name"
+    );
+}

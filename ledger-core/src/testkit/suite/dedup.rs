@@ -167,3 +167,46 @@ pub async fn all_duplicate_retry_succeeds_whatever_expected_version<F: StoreFact
         "a conflicting batch writes nothing"
     );
 }
+
+/// Sixteen tasks append one entry with the same dedup key to one stream at once (a redelivered
+/// message handled twice): exactly one is appended, every other is a duplicate of it, and the
+/// stream holds one entry.
+pub async fn concurrent_appends_with_one_dedup_key_write_it_once<F: StoreFactory>(factory: &F) {
+    let store = Arc::new(factory.fresh().await);
+    if !supports_dedup(store.as_ref()).await {
+        return;
+    }
+    let barrier = Arc::new(Barrier::new(16));
+    let tasks: Vec<_> = (0..16u64)
+        .map(|n| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append(
+                        "redelivered",
+                        vec![item(n).dedup_key("offset-42")],
+                        ExpectedVersion::Any,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        let result = task.await.expect("appender task ran");
+        let mut outcome =
+            result.unwrap_or_else(|e| panic!("an append with a taken key failed: {e}"));
+        outcomes.push(outcome.remove(0));
+    }
+    let winners: Vec<_> = outcomes.iter().filter(|o| o.is_appended()).collect();
+    assert_eq!(winners.len(), 1, "exactly one append wins: {outcomes:?}");
+    let winner = winners[0].id().clone();
+    assert!(
+        outcomes.iter().all(|o| o.id() == &winner),
+        "every duplicate names the winner's id {winner:?}: {outcomes:?}"
+    );
+    let stored = read_all(store.as_ref(), "redelivered").await;
+    assert_eq!(ids(&stored), [winner], "one entry is stored");
+    assert_eq!(versions(&stored), [1], "at version 1");
+}

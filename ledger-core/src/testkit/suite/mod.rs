@@ -63,7 +63,6 @@ mod search;
 mod subscribe;
 mod tags_and_annotations;
 mod trim;
-mod typed;
 mod validation;
 
 pub use append::*;
@@ -83,5 +82,4 @@ pub use search::*;
 pub use subscribe::*;
 pub use tags_and_annotations::*;
 pub use trim::*;
-pub use typed::*;
 pub use validation::*;

@@ -25,14 +25,122 @@ pub async fn payloads_round_trip_exactly<F: StoreFactory>(factory: &F) {
         json!(null),
         json!({}),
         json!(""),
+        json!({"a\u{0000}b": 1, "": "empty key", "x": {"\u{0000}": "\u{0000}"}}),
     ];
     let inputs = payloads.iter().cloned().map(AppendInput::new).collect();
     append_all(&store, "payloads", inputs).await;
     let entries = read_all(&store, "payloads").await;
     assert_eq!(entries.len(), payloads.len(), "every payload is stored");
     for (i, (entry, payload)) in entries.iter().zip(&payloads).enumerate() {
-        assert_eq!(&entry.payload, payload, "payload {i} round-trips exactly");
+        assert_same_json(&entry.payload, payload, &format!("payload {i}"));
     }
+}
+
+/// Floats come back as floats with their exact value and sign, whatever their size: integral
+/// floats from 1e16 up (which decimal storage could turn into integers), negative zero, the
+/// extremes of `f64`; and integers stay integers.
+pub async fn floats_round_trip_with_their_type_value_and_sign<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let floats = [
+        1e15,
+        1e16,
+        1e17,
+        -1e16,
+        1.2345678901234568e17,
+        9.223372036854776e18,
+        1.8446744073709552e19,
+        1e300,
+        -0.0,
+        0.0,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        0.1,
+        -2.5e-10,
+    ];
+    let payloads: Vec<Value> = floats
+        .iter()
+        .map(|f| json!({ "f": f }))
+        .chain([
+            json!({"i": 10_000_000_000_000_000u64}),
+            json!([-0.0, 1e16, 7]),
+        ])
+        .collect();
+    let inputs = payloads.iter().cloned().map(AppendInput::new).collect();
+    append_all(&store, "floats", inputs).await;
+    let entries = read_all(&store, "floats").await;
+    assert_eq!(entries.len(), payloads.len(), "every payload is stored");
+    for (entry, payload) in entries.iter().zip(&payloads) {
+        assert_same_json(&entry.payload, payload, &format!("payload {payload}"));
+    }
+}
+
+/// A payload nested [`crate::append::MAX_PAYLOAD_DEPTH`] levels deep is stored and read back
+/// (also through the change feed and a subscription); one level deeper is `InvalidArgument`
+/// and writes nothing, alone or at the end of a batch.
+pub async fn payloads_deeper_than_the_limit_are_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let nested = |depth: usize| {
+        (1..depth).fold(json!([]), |inner, level| {
+            if level % 2 == 0 {
+                json!([inner])
+            } else {
+                json!({ "k": inner })
+            }
+        })
+    };
+    let limit = crate::append::MAX_PAYLOAD_DEPTH;
+    let deepest = nested(limit);
+    append_all(&store, "deep", vec![AppendInput::new(deepest.clone())]).await;
+    assert_eq!(
+        read_all(&store, "deep").await[0].payload,
+        deepest,
+        "deepest payload reads back"
+    );
+    if let Some(feed) = change_feed_of(&store) {
+        let records = read_feed_from(feed, None, 10).await;
+        assert_eq!(
+            records.len(),
+            1,
+            "the deepest payload's feed record reads back"
+        );
+    }
+    let mut subscription = Stream::<F::Store, Value>::new(store.clone(), "deep")
+        .expect("valid stream id")
+        .subscribe(0, fast_subscription());
+    let delivered = next_n(&mut subscription, 1, "subscription to the deepest payload").await;
+    assert_eq!(delivered[0].payload, deepest, "delivered deepest payload");
+
+    let too_deep = AppendInput::new(nested(limit + 1));
+    assert_err!(
+        store
+            .append("too-deep", vec![too_deep.clone()], ExpectedVersion::Any)
+            .await,
+        Error::InvalidArgument(_),
+        "a payload {} levels deep",
+        limit + 1
+    );
+    assert_err!(
+        store
+            .append(
+                "too-deep",
+                vec![item(1), item(2), too_deep],
+                ExpectedVersion::Any
+            )
+            .await,
+        Error::InvalidArgument(_),
+        "a batch whose last payload is too deep"
+    );
+    assert_eq!(
+        count_of(&store, "too-deep").await,
+        0,
+        "nothing of the refused batches was written"
+    );
+    assert_eq!(
+        stat_of(&store, "too-deep").await.last_version,
+        0,
+        "the stream was never written"
+    );
 }
 
 /// A 1 MiB string payload round-trips exactly.

@@ -104,3 +104,89 @@ pub async fn rename_onto_existing_stream_is_stream_exists<F: StoreFactory>(facto
         "target entries unchanged"
     );
 }
+
+/// A stream trimmed to empty still exists (its version survives): renaming onto it is
+/// `StreamExists`, and renaming it moves its version, so the new name continues after it.
+pub async fn rename_onto_a_fully_trimmed_stream_is_stream_exists<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    if !supports_rename(&store).await {
+        return;
+    }
+    append_n(&store, "src", 1).await;
+    let emptied = append_n(&store, "emptied", 2).await;
+    store
+        .trim("emptied", &emptied[1])
+        .await
+        .unwrap_or_else(|e| panic!("trim failed: {e}"));
+    assert_err!(
+        store.rename_stream("src", "emptied").await,
+        Error::StreamExists(_),
+        "rename onto a stream trimmed to empty"
+    );
+    assert_eq!(count_of(&store, "src").await, 1, "source unchanged");
+    store
+        .rename_stream("emptied", "moved")
+        .await
+        .unwrap_or_else(|e| panic!("rename of a stream trimmed to empty failed: {e}"));
+    assert_eq!(
+        stat_of(&store, "moved").await.last_version,
+        2,
+        "its version moved"
+    );
+    let outcomes = store
+        .append("moved", vec![item(3)], ExpectedVersion::Exact(2))
+        .await
+        .unwrap_or_else(|e| panic!("Exact(2) on the renamed stream: {e}"));
+    assert_eq!(
+        appended(&outcomes, "append after rename")[0].1,
+        3,
+        "versions continue"
+    );
+    assert_eq!(
+        stat_of(&store, "emptied").await.last_version,
+        0,
+        "the old name is free"
+    );
+}
+
+/// A rename whose target receives its first append at the same moment (held open in a
+/// transaction while the rename runs): once the append commits, the rename fails with
+/// `StreamExists` and moves nothing, whichever reached the target first.
+pub async fn rename_racing_a_first_append_to_the_target_is_stream_exists<F>(factory: &F)
+where
+    F: crate::testkit::TransactionalFactory,
+{
+    let store = Arc::new(factory.fresh().await);
+    if !supports_rename(store.as_ref()).await {
+        return;
+    }
+    append_n(store.as_ref(), "from", 2).await;
+    let first_append = factory.open_append(&*store, "to", item(9)).await;
+    let rename = {
+        let store = store.clone();
+        tokio::spawn(async move { store.rename_stream("from", "to").await })
+    };
+    // Give the rename time to reach the target while the append is open; the outcome must be
+    // the same if it gets there only after the commit.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first_append.commit().await;
+    let renamed = tokio::time::timeout(Duration::from_secs(40), rename)
+        .await
+        .expect("the rename finishes once the append committed")
+        .expect("rename task ran");
+    assert_err!(
+        renamed,
+        Error::StreamExists(_),
+        "rename onto a stream created meanwhile"
+    );
+    assert_eq!(
+        count_of(store.as_ref(), "from").await,
+        2,
+        "the source is unchanged"
+    );
+    assert_eq!(
+        ns(&read_all(store.as_ref(), "to").await),
+        [9],
+        "the target holds only its append"
+    );
+}

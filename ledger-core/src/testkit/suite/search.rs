@@ -155,3 +155,78 @@ pub async fn search_treats_percent_and_underscore_literally<F: StoreFactory>(fac
         assert_eq!(msgs, expected, "search {text:?} must match literally");
     }
 }
+
+/// Search looks inside string values only, at any depth, so every backend matches alike: text
+/// that spans JSON punctuation, keys, numbers and booleans finds nothing; quotes, backslashes
+/// and control characters inside a string are matched as the characters they are; only ASCII
+/// letters fold case.
+pub async fn search_matches_string_values_alike_on_every_backend<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let Some(search) = search_of(&store) else {
+        return;
+    };
+    let payloads = [
+        json!({"msg": "he said \"hi\", then left", "n": 1250, "flag": true}),
+        json!({"a": 1, "bb": "x", "list": [1, 2]}),
+        json!(["Mixed CASE", {"deep": {"deeper": ["needle in a haystack"]}}]),
+        json!({"path": "C:\\dir\\file", "tab": "a\tb"}),
+        json!({"ünï": "çødé ÄB"}),
+    ];
+    let inputs = payloads.iter().cloned().map(AppendInput::new).collect();
+    let ids_by_payload = append_all(&store, "search-s", inputs).await;
+    let cases: [(&str, &[usize]); 20] = [
+        ("\"hi\", t", &[0]),
+        ("said \"HI\"", &[0]),
+        ("\"msg\"", &[]),
+        ("msg", &[]),
+        ("1250", &[]),
+        ("true", &[]),
+        (":1", &[]),
+        (", \"", &[]),
+        ("{\"", &[]),
+        ("\"a\":1", &[]),
+        ("1,2", &[]),
+        ("needle IN", &[2]),
+        ("mixed case", &[2]),
+        ("x", &[1, 2]),
+        ("c:\\dir\\", &[3]),
+        ("a\tb", &[3]),
+        ("ÄB", &[4]),
+        ("äb", &[]),
+        ("çøDé", &[4]),
+        ("çødÉ", &[]),
+    ];
+    for (text, expected) in cases {
+        let found = search
+            .search(Some("search-s"), text, &ReadOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("search {text:?} failed: {e}"));
+        let want: Vec<_> = expected
+            .iter()
+            .map(|&i| ids_by_payload[i].clone())
+            .collect();
+        assert_eq!(
+            ids(&found),
+            want,
+            "search {text:?} (expected payloads {expected:?})"
+        );
+    }
+}
+
+/// An empty search text, or one with NUL, is `InvalidArgument`.
+pub async fn search_text_must_not_be_empty_or_contain_nul<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let Some(search) = search_of(&store) else {
+        return;
+    };
+    append_n(&store, "search-e", 1).await;
+    for text in ["", "a\u{0000}b"] {
+        assert_err!(
+            search
+                .search(Some("search-e"), text, &ReadOptions::new())
+                .await,
+            Error::InvalidArgument(_),
+            "search text {text:?}"
+        );
+    }
+}

@@ -40,7 +40,13 @@ pub async fn subscribe_delivers_existing_then_live_entries<F: StoreFactory>(fact
         live.iter().all(|e| e.stream == "sub"),
         "only this stream's entries"
     );
-    assert_quiet(&mut subscription, "after the last live entry").await;
+    assert_next_is_sentinel(
+        &store,
+        "sub",
+        &mut subscription,
+        "after the last live entry",
+    )
+    .await;
 }
 
 /// `Stream::subscribe(v, …)` starts after version `v`, then continues live.
@@ -55,7 +61,7 @@ pub async fn subscribe_from_middle_version_skips_earlier_entries<F: StoreFactory
     let live = next_n(&mut subscription, 1, "live entry").await;
     assert_eq!(versions(&live), [6], "live entry's version");
     assert_eq!(ns(&live), [6], "live entry's payload");
-    assert_quiet(&mut subscription, "after the live entry").await;
+    assert_next_is_sentinel(&store, "sub-mid", &mut subscription, "after the live entry").await;
 }
 
 /// `subscribe_feed` delivers existing feed records, then live ones, in order, and can resume
@@ -103,15 +109,76 @@ pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>
     let mut all_positions = positions(&existing);
     all_positions.extend(positions(&live));
     assert_strictly_ascending(&all_positions, "positions delivered by the subscription");
-    assert_quiet(&mut subscription, "after the last live record").await;
+    assert_next_record_is_sentinel(&store, &mut subscription, "after the last live record").await;
 
     let middle = live[4].position;
     let mut resumed = subscribe_feed(store.clone(), Some(middle), fast_subscription());
-    let rest = next_n(&mut resumed, live.len() - 5, "records after a position").await;
+    // The live records after `middle`, then the sentinel appended above.
+    let mut rest = next_n(&mut resumed, live.len() - 4, "records after a position").await;
+    rest.pop();
     assert_eq!(
         rest,
         live[5..],
         "resumed subscription delivers the records after {middle}"
     );
-    assert_quiet(&mut resumed, "after the resumed records").await;
+    assert_next_record_is_sentinel(&store, &mut resumed, "after the resumed records").await;
+}
+
+/// A subscription that polls only once a minute still gets a new entry within seconds: the
+/// store's commit signal ([`Store::commits`]) wakes it. The entry is appended only after the
+/// subscription's read found nothing, so no read under way can pick it up by chance.
+pub async fn subscriptions_wake_on_the_commit_signal_long_before_polling<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.fresh().await;
+    if store.commits().is_none() {
+        return; // polling alone: nothing to wake
+    }
+    let slow = SubscribeOptions {
+        poll_interval: Duration::from_secs(60),
+        ..fast_subscription()
+    };
+    let counted = CountingStore::new(store.clone());
+    let stream = Stream::<_, Value>::new(counted.clone(), "wake").expect("valid stream id");
+    let mut entries = stream.subscribe(0, slow);
+    let first = tokio::spawn(async move {
+        let entry = entries.next().await;
+        (entry, entries)
+    });
+    counted.reads_reach(1).await;
+    let id = append_all(&store, "wake", vec![item(1)]).await.remove(0);
+    let (entry, _entries) = tokio::time::timeout(ITEM_TIMEOUT, first)
+        .await
+        .unwrap_or_else(|_| panic!("the commit signal did not wake the stream subscription within {ITEM_TIMEOUT:?} (it polls every 60 s)"))
+        .expect("subscription task ran");
+    let entry = entry
+        .expect("subscription is open")
+        .expect("entry delivered");
+    assert_eq!(entry.id, id, "the appended entry");
+
+    let Some(feed) = change_feed_of(&store) else {
+        return;
+    };
+    let start = positions(&read_feed_from(feed, None, MAX_LIMIT).await)
+        .last()
+        .copied();
+    let counted = CountingStore::new(store.clone());
+    let mut records = subscribe_feed(counted.clone(), start, slow);
+    let first = tokio::spawn(async move {
+        let record = records.next().await;
+        (record, records)
+    });
+    counted.reads_reach(1).await;
+    let id = append_all(&store, "wake", vec![item(2)]).await.remove(0);
+    let (record, _records) = tokio::time::timeout(ITEM_TIMEOUT, first)
+        .await
+        .unwrap_or_else(|_| panic!("the commit signal did not wake the feed subscription within {ITEM_TIMEOUT:?} (it polls every 60 s)"))
+        .expect("subscription task ran");
+    let record = record
+        .expect("subscription is open")
+        .expect("record delivered");
+    assert!(
+        matches!(&record.mutation, Mutation::Append { entries } if entries[0].id == id),
+        "the appended entry's record: {record:?}"
+    );
 }

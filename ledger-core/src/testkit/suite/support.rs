@@ -7,22 +7,19 @@ pub(super) use std::time::Duration;
 
 pub(super) use chrono::{TimeDelta, Utc};
 pub(super) use futures::StreamExt;
-pub(super) use serde::{Deserialize, Serialize};
 pub(super) use serde_json::{Value, json};
 pub(super) use tokio::sync::Barrier;
 
-pub(super) use crate::testkit::{StoreFactory, fresh_table};
+pub(super) use crate::testkit::{CountingStore, StoreFactory, fresh_table};
 pub(super) use crate::{
     AppendInput, AppendOutcome, Capabilities, ChangeFeed, CursorStore, Entry, Error,
-    ExpectedVersion, FeedRecord, FieldMapper, Health, ListOptions, MAX_LIMIT, MAX_STREAM_LEN,
-    MAX_TABLE_LEN, Mutation, ReadOptions, Result, Search, Store, StoreId, Stream, StreamStat,
-    SubscribeOptions, subscribe_feed, upcaster,
+    ExpectedVersion, FeedRecord, Health, ListOptions, MAX_LIMIT, MAX_STREAM_LEN, MAX_TABLE_LEN,
+    Mutation, ReadOptions, Result, Search, Store, StoreId, Stream, StreamStat, SubscribeOptions,
+    subscribe_feed,
 };
 
 /// How long a subscription may stay silent before a test gives up waiting for an item.
 pub(super) const ITEM_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a subscription must stay silent to count as having delivered everything.
-pub(super) const QUIET_PERIOD: Duration = Duration::from_millis(150);
 
 /// An input whose payload is `{"n": n}`.
 pub(super) fn item(n: u64) -> AppendInput {
@@ -165,6 +162,16 @@ pub(super) fn entry_by_id<'a, Id: PartialEq + Debug>(
         .iter()
         .find(|e| &e.id == id)
         .unwrap_or_else(|| panic!("entry {id:?} is missing from the read"))
+}
+
+/// Asserts that two payloads are the same JSON: equal as values, and written alike, so that an
+/// integer is not a float and `-0.0` is not `0.0` (which `Value` equality cannot tell apart).
+pub(super) fn assert_same_json(got: &Value, expected: &Value, context: &str) {
+    let text = |v: &Value| serde_json::to_string(v).expect("a JSON value serializes");
+    assert!(
+        got == expected && text(got) == text(expected),
+        "{context}: read back as {got}, written as {expected}"
+    );
 }
 
 pub(super) fn assert_strictly_ascending<T: PartialOrd + Debug>(values: &[T], context: &str) {
@@ -349,12 +356,49 @@ where
     received
 }
 
-/// Asserts that a subscription yields nothing more (no duplicate after the expected items).
-pub(super) async fn assert_quiet<T: Debug, St>(subscription: &mut St, context: &str)
-where
-    St: futures::Stream<Item = Result<T>> + Unpin,
+/// Appends a sentinel entry to `stream` and asserts that it is the subscription's next item:
+/// proof that nothing (no duplicate, no stray entry) came between the items already taken and
+/// it, without waiting for a quiet spell.
+pub(super) async fn assert_next_is_sentinel<S, St>(
+    store: &S,
+    stream: &str,
+    subscription: &mut St,
+    context: &str,
+) where
+    S: Store,
+    St: futures::Stream<Item = Result<Entry<S::Id>>> + Unpin,
 {
-    if let Ok(item) = tokio::time::timeout(QUIET_PERIOD, subscription.next()).await {
-        panic!("{context}: expected nothing more, got {item:?}");
-    }
+    let id = append_all(store, stream, vec![sentinel()]).await.remove(0);
+    let next = next_n(subscription, 1, context).await.remove(0);
+    assert!(
+        next.id == id && next.payload == sentinel().payload,
+        "{context}: expected the sentinel {id:?} next, got {next:?}"
+    );
+}
+
+/// Appends a sentinel entry and asserts that its append is the feed subscription's next record.
+pub(super) async fn assert_next_record_is_sentinel<S, St>(
+    store: &S,
+    subscription: &mut St,
+    context: &str,
+) where
+    S: Store,
+    St: futures::Stream<Item = Result<FeedRecord<S::Id>>> + Unpin,
+{
+    let id = append_all(store, "sentinel", vec![sentinel()])
+        .await
+        .remove(0);
+    let next = next_n(subscription, 1, context).await.remove(0);
+    let is_sentinel = matches!(
+        &next.mutation,
+        Mutation::Append { entries } if entries.len() == 1 && entries[0].id == id
+    );
+    assert!(
+        is_sentinel,
+        "{context}: expected the sentinel's append next, got {next:?}"
+    );
+}
+
+fn sentinel() -> AppendInput {
+    AppendInput::new(json!({ "sentinel": true }))
 }

@@ -197,3 +197,85 @@ pub async fn set_annotations_on_unknown_entry_is_entry_not_found<F: StoreFactory
         "set_annotations on a stream that was never written"
     );
 }
+
+/// Changes that change nothing (the same tags; no annotation changes, a key set to its value, a
+/// missing key deleted) leave `updated_at` unset and write no change-feed record; an unknown
+/// entry is still `EntryNotFound`.
+pub async fn unchanged_tags_and_annotations_write_nothing<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let (tags_ok, annotations_ok) = (
+        supports_tags(&store).await,
+        supports_annotations(&store).await,
+    );
+    let all = append_all(&store, "steady", vec![item(1).tag("a")]).await;
+    let id = &all[0];
+    let records = async |store: &F::Store| match change_feed_of(store) {
+        Some(feed) => read_feed_from(feed, None, 100).await.len(),
+        None => 0,
+    };
+    let before = records(&store).await;
+    if tags_ok {
+        store
+            .set_tags("steady", id, tags(&["a"]))
+            .await
+            .unwrap_or_else(|e| panic!("set_tags to the same tags failed: {e}"));
+    }
+    if annotations_ok {
+        store
+            .set_annotations("steady", id, BTreeMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("set_annotations with no changes failed: {e}"));
+        store
+            .set_annotations("steady", id, changes(&[("gone", None)]))
+            .await
+            .unwrap_or_else(|e| panic!("deleting a missing annotation failed: {e}"));
+    }
+    let entry = read_all(&store, "steady").await.remove(0);
+    assert_eq!(
+        entry.updated_at, None,
+        "nothing changed, so updated_at stays unset: {entry:?}"
+    );
+    assert_eq!(
+        records(&store).await,
+        before,
+        "nothing changed, so no feed record"
+    );
+
+    if annotations_ok {
+        store
+            .set_annotations("steady", id, changes(&[("k", Some("v"))]))
+            .await
+            .unwrap_or_else(|e| panic!("set_annotations failed: {e}"));
+        let changed = read_all(&store, "steady").await.remove(0).updated_at;
+        assert!(changed.is_some(), "a real change sets updated_at");
+        let after_change = records(&store).await;
+        store
+            .set_annotations("steady", id, changes(&[("k", Some("v"))]))
+            .await
+            .unwrap_or_else(|e| panic!("setting an annotation to its value failed: {e}"));
+        let entry = read_all(&store, "steady").await.remove(0);
+        assert_eq!(
+            entry.updated_at, changed,
+            "setting a key to its value changes nothing"
+        );
+        assert_eq!(records(&store).await, after_change, "no feed record for it");
+        let ghost = append_all(&store, "other", vec![item(2)]).await.remove(0);
+        assert_err!(
+            store
+                .set_annotations("steady", &ghost, BTreeMap::new())
+                .await,
+            Error::EntryNotFound { .. },
+            "empty changes on an entry of another stream"
+        );
+    }
+    if tags_ok {
+        let ghost = append_all(&store, "other-tags", vec![item(3)])
+            .await
+            .remove(0);
+        assert_err!(
+            store.set_tags("steady", &ghost, tags(&["a"])).await,
+            Error::EntryNotFound { .. },
+            "set_tags on an entry of another stream"
+        );
+    }
+}

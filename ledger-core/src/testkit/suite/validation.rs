@@ -215,3 +215,41 @@ pub async fn invalid_inputs_are_rejected_and_nothing_written<F: StoreFactory>(fa
         "the version does not move"
     );
 }
+
+/// A batch of 6 001 entries (more than one insert statement holds) whose last entry is refused
+/// writes nothing at all: no entry, no version, no feed record.
+pub async fn batch_refused_at_its_last_entry_writes_nothing<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let deep = (0..=crate::append::MAX_PAYLOAD_DEPTH).fold(json!(1), |inner, _| json!([inner]));
+    let refused = [
+        ("a tag with NUL", item(0).tag("a\u{0000}b")),
+        ("metadata with NUL", item(0).metadata("k\u{0000}", "v")),
+        ("schema version 0", item(0).schema_version(0)),
+        ("a payload nested too deep", AppendInput::new(deep)),
+    ];
+    for (what, last) in refused {
+        let mut batch = items(1..=6_000);
+        batch.push(last);
+        assert_err!(
+            store.append("atomic", batch, ExpectedVersion::Any).await,
+            Error::InvalidArgument(_),
+            "a batch ending with {what}"
+        );
+    }
+    assert_eq!(
+        count_of(&store, "atomic").await,
+        0,
+        "no entry of a refused batch is written"
+    );
+    assert_eq!(
+        stat_of(&store, "atomic").await.last_version,
+        0,
+        "the version does not move"
+    );
+    if let Some(feed) = change_feed_of(&store) {
+        assert!(
+            read_feed_from(feed, None, 10).await.is_empty(),
+            "no feed record"
+        );
+    }
+}
