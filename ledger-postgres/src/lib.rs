@@ -353,21 +353,6 @@ impl PostgresStore {
         Ok(value)
     }
 
-    /// `Ok` if entry `id` of `stream` exists (an update that matched nothing left it as it was),
-    /// else [`Error::EntryNotFound`].
-    async fn unchanged(&self, conn: &mut PgConnection, stream: &str, id: i64) -> Result<()> {
-        let found = sqlx::query(&self.inner.sql.entry_exists)
-            .bind(stream)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(Error::entry_not_found(stream, id)),
-        }
-    }
-
     async fn record(&self, conn: &mut PgConnection, stream: &str, m: Mutation<i64>) -> Result<()> {
         if self.inner.change_feed {
             feed::record(conn, &self.inner.sql, stream, &m).await?;
@@ -497,7 +482,13 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return self.unchanged(conn, stream, id).await;
+                return ledger_sql::require_entry::<Postgres>(
+                    conn,
+                    &self.inner.sql.entry_exists,
+                    stream,
+                    id,
+                )
+                .await;
             }
             let m = Mutation::SetTags {
                 id,
@@ -541,7 +532,13 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend_err)?;
             if done.rows_affected() == 0 {
-                return self.unchanged(conn, stream, id).await;
+                return ledger_sql::require_entry::<Postgres>(
+                    conn,
+                    &self.inner.sql.entry_exists,
+                    stream,
+                    id,
+                )
+                .await;
             }
             let m = Mutation::SetAnnotations {
                 id,

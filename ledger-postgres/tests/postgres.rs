@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ledger_core::testkit::server::server_url;
-use ledger_core::testkit::{CountingStore, fresh_table};
+use ledger_core::testkit::{CountingStore, assert_ends_with_corrupt_data, fresh_table};
 use ledger_core::{
     AppendInput, AppendOutcome, BackendErrorKind, Error, ExpectedVersion, ReadOptions, Store,
     Stream, SubscribeOptions,
@@ -22,6 +22,16 @@ fn url() -> String {
 
 fn input(n: u64) -> AppendInput {
     AppendInput::new(json!({ "n": n }))
+}
+
+/// A store on `table` with its own pool.
+async fn open(table: &str, change_feed: bool) -> PostgresStore {
+    PostgresStore::builder()
+        .table(table)
+        .change_feed(change_feed)
+        .connect(&url())
+        .await
+        .unwrap()
 }
 
 /// A store whose connections carry `application_name`, so a test can find and kill them.
@@ -57,11 +67,7 @@ async fn kill_connections(name: &str) -> i64 {
 #[tokio::test]
 async fn append_in_caller_transaction_commits_with_the_callers_write() {
     let table = fresh_table();
-    let store = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&table, false).await;
     let invoices = format!("{table}_invoices");
     sqlx::query(&format!("CREATE TABLE {invoices} (id INT PRIMARY KEY)"))
         .execute(store.pool())
@@ -157,17 +163,9 @@ async fn concurrent_opens_migrate_once() {
 #[tokio::test]
 async fn notify_wakes_a_subscription_long_before_its_poll_interval() {
     let table = fresh_table();
-    let reader = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let reader = open(&table, false).await;
     // A second handle (its own pool) stands in for another process: no in-process signal.
-    let writer = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let writer = open(&table, false).await;
     let slow_polling = SubscribeOptions {
         poll_interval: Duration::from_secs(60),
         ..SubscribeOptions::default()
@@ -196,12 +194,7 @@ async fn subscriptions_resume_after_their_connections_are_killed() {
     let table = fresh_table();
     let name = format!("ledger-kill-{table}");
     let reader = named_store(&table, &name, true).await;
-    let writer = PostgresStore::builder()
-        .table(&table)
-        .change_feed(true)
-        .connect(&url())
-        .await
-        .unwrap();
+    let writer = open(&table, true).await;
     let fast = SubscribeOptions {
         poll_interval: Duration::from_millis(50),
         ..SubscribeOptions::default()
@@ -615,11 +608,7 @@ async fn caller_transactions_appending_to_several_streams_with_the_feed_on_do_no
 #[tokio::test]
 async fn rename_onto_a_name_left_at_version_0_by_a_failed_append_succeeds() {
     let table = fresh_table();
-    let store = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&table, false).await;
     store
         .append("from", vec![input(1), input(2)], ExpectedVersion::Any)
         .await
@@ -680,11 +669,7 @@ async fn ensure_search_index_rebuilds_an_invalid_index() {
 #[tokio::test]
 async fn a_store_migrated_by_a_newer_release_is_refused() {
     let table = fresh_table();
-    let store = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&table, false).await;
     sqlx::query("INSERT INTO ledger_migrations (store, version, description) VALUES ($1, $2, 'a later release')")
         .bind(&table)
         .bind(SCHEMA_VERSION + 1)
@@ -709,11 +694,7 @@ async fn a_store_migrated_by_a_newer_release_is_refused() {
 #[tokio::test]
 async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
     let table = fresh_table();
-    let store = PostgresStore::builder()
-        .table(&table)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&table, false).await;
     store
         .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
         .await
@@ -729,16 +710,5 @@ async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
         ..SubscribeOptions::default()
     };
     let mut entries = ledger_core::subscribe_stream(store.clone(), "s".into(), 0, fast);
-    let error = tokio::time::timeout(Duration::from_secs(5), entries.next())
-        .await
-        .expect("the subscription reports instead of retrying forever")
-        .expect("an item")
-        .unwrap_err();
-    assert_eq!(
-        error.backend_kind(),
-        Some(BackendErrorKind::Corrupt),
-        "{error}"
-    );
-    let end = tokio::time::timeout(Duration::from_secs(5), entries.next()).await;
-    assert!(matches!(end, Ok(None)), "the error ended the subscription");
+    assert_ends_with_corrupt_data(&mut entries).await;
 }

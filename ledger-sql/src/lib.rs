@@ -134,6 +134,33 @@ where
     })
 }
 
+/// `Ok` if entry `id` of `stream` exists, with `exists` selecting a row by stream and id; else
+/// [`Error::EntryNotFound`]. For an update that matched no row: nothing to change, or no entry.
+pub async fn require_entry<DB>(
+    conn: &mut DB::Connection,
+    exists: &str,
+    stream: &str,
+    id: i64,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let found = sqlx::query(exists)
+        .bind(stream)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(backend_err)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::entry_not_found(stream, id)),
+    }
+}
+
 /// The saved position of cursor `name`, with `get` selecting `position` by `name`.
 pub async fn get_cursor<DB>(pool: &Pool<DB>, get: &str, name: &str) -> Result<Option<u64>>
 where

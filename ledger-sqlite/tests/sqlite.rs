@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures::StreamExt;
+use ledger_core::testkit::assert_ends_with_corrupt_data;
 use ledger_core::{
     AppendInput, BackendErrorKind, Error, ExpectedVersion, ReadOptions, Store, Stream,
     SubscribeOptions, subscribe_feed,
@@ -312,22 +312,7 @@ async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
     let dir = Scratch::new("corrupt-entry");
     let store = store_with_a_corrupt_entry(&dir).await;
     let stream = Stream::<_, serde_json::Value>::new(store.clone(), "s").unwrap();
-    let mut entries = stream.subscribe(0, quick());
-    let next = tokio::time::timeout(Duration::from_secs(5), entries.next())
-        .await
-        .expect("the subscription reports instead of retrying forever")
-        .expect("an item");
-    let error = next.unwrap_err();
-    assert_eq!(
-        error.backend_kind(),
-        Some(BackendErrorKind::Corrupt),
-        "{error}"
-    );
-    let end = tokio::time::timeout(Duration::from_secs(5), entries.next()).await;
-    assert!(
-        matches!(end, Ok(None)),
-        "the error ended the subscription: {end:?}"
-    );
+    assert_ends_with_corrupt_data(&mut stream.subscribe(0, quick())).await;
 }
 
 #[tokio::test]
@@ -338,22 +323,7 @@ async fn a_corrupt_feed_record_ends_a_feed_subscription_with_an_error() {
         .execute(store.pool())
         .await
         .unwrap();
-    let mut records = subscribe_feed(store.clone(), None, quick());
-    let next = tokio::time::timeout(Duration::from_secs(5), records.next())
-        .await
-        .expect("the subscription reports instead of retrying forever")
-        .expect("an item");
-    let error = next.unwrap_err();
-    assert_eq!(
-        error.backend_kind(),
-        Some(BackendErrorKind::Corrupt),
-        "{error}"
-    );
-    let end = tokio::time::timeout(Duration::from_secs(5), records.next()).await;
-    assert!(
-        matches!(end, Ok(None)),
-        "the error ended the subscription: {end:?}"
-    );
+    assert_ends_with_corrupt_data(&mut subscribe_feed(store.clone(), None, quick())).await;
 }
 
 #[tokio::test]

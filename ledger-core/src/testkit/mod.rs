@@ -90,6 +90,35 @@ pub fn fresh_table() -> String {
     format!("t_{suffix}")
 }
 
+/// Requires a subscription's next item to be an error of kind
+/// [`crate::BackendErrorKind::Corrupt`] and the subscription to end after it: what a consumer must
+/// see of stored data that cannot be read back, instead of a subscription that retries forever.
+pub async fn assert_ends_with_corrupt_data<T, St>(subscription: &mut St)
+where
+    T: std::fmt::Debug,
+    St: futures::Stream<Item = Result<T>> + Unpin,
+{
+    use futures::StreamExt;
+    let wait = std::time::Duration::from_secs(5);
+    let next = tokio::time::timeout(wait, subscription.next())
+        .await
+        .expect("the subscription reports corrupt data within 5 s instead of retrying")
+        .expect("the subscription yields an item");
+    match next {
+        Err(error) => assert_eq!(
+            error.backend_kind(),
+            Some(crate::BackendErrorKind::Corrupt),
+            "expected corrupt data, got {error}"
+        ),
+        Ok(item) => panic!("expected an error for corrupt data, got {item:?}"),
+    }
+    let end = tokio::time::timeout(wait, subscription.next()).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "the error must end the subscription, got {end:?}"
+    );
+}
+
 /// Runs one async test body on a fresh multi-threaded runtime (2 workers, time enabled).
 pub fn run<F: Future<Output = ()>>(test: F) {
     tokio::runtime::Builder::new_multi_thread()
