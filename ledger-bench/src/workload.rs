@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ledger_core::{AppendInput, ReadOptions, Store};
+use ledger_core::{AppendInput, EntryId, ReadOptions, Store};
 use serde_json::{Value, json};
 
 use crate::Sizes;
@@ -32,8 +32,8 @@ pub struct RawEntry {
 /// Reads stream `big` page by page with both systems in turn (the baseline's page after `id`,
 /// then the same page through ledger), so that drift in the machine's state affects both alike.
 /// Returns `(baseline, ledger)` entries per second.
-pub async fn read_both<S: Store<Id = i64>>(
-    store: &S,
+pub async fn read_both(
+    store: &Store,
     sizes: Sizes,
     mut raw_page: impl AsyncFnMut(i64) -> Result<Vec<RawEntry>>,
 ) -> Result<(f64, f64)> {
@@ -44,16 +44,18 @@ pub async fn read_both<S: Store<Id = i64>>(
         let raw = raw_page(after).await?;
         raw_time += started.elapsed();
         let started = Instant::now();
-        let options = ReadOptions::new().after(after).limit(sizes.page);
+        let options = ReadOptions::new()
+            .after(EntryId::new(after))
+            .limit(sizes.page);
         let page = store.read("big", &options).await?;
         ledger_time += started.elapsed();
         assert_eq!(
             raw.iter().map(|e| e.id).collect::<Vec<_>>(),
-            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            page.iter().map(|e| e.id.get()).collect::<Vec<_>>(),
             "both systems read the same page"
         );
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.id.get();
         seen += page.len();
     }
     assert_eq!(seen, sizes.read_entries, "every entry was read");

@@ -4,12 +4,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Encodes `T` to a JSON value and decodes it back.
+use crate::error::CodecError;
+
+/// Encodes `T` to a JSON value and decodes it back. Errors are boxed, so a codec may use any
+/// serializer (or validation of its own) underneath.
 pub trait Codec<T>: Send + Sync {
     /// `T` as JSON.
-    fn encode(&self, value: &T) -> Result<Value, serde_json::Error>;
+    fn encode(&self, value: &T) -> Result<Value, CodecError>;
     /// JSON (already upcast to the stream's schema version) as `T`.
-    fn decode(&self, value: Value) -> Result<T, serde_json::Error>;
+    fn decode(&self, value: Value) -> Result<T, CodecError>;
 }
 
 /// The default codec: serde_json, for any `T: Serialize + DeserializeOwned`.
@@ -19,11 +22,11 @@ pub trait Codec<T>: Send + Sync {
 pub struct JsonCodec;
 
 impl<T: Serialize + DeserializeOwned> Codec<T> for JsonCodec {
-    fn encode(&self, value: &T) -> Result<Value, serde_json::Error> {
-        serde_json::to_value(value)
+    fn encode(&self, value: &T) -> Result<Value, CodecError> {
+        Ok(serde_json::to_value(value)?)
     }
 
-    fn decode(&self, value: Value) -> Result<T, serde_json::Error> {
-        serde_json::from_value(value)
+    fn decode(&self, value: Value) -> Result<T, CodecError> {
+        Ok(serde_json::from_value(value)?)
     }
 }

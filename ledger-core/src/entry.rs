@@ -2,17 +2,76 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One stored entry. Stores return `Entry<Id>` with the payload as JSON; the typed layer
-/// ([`crate::Stream`]) returns `Entry<Id, T>` with the payload decoded (and upcast).
+use crate::error::Error;
+
+/// The id of an entry: unique in its store, assigned by the store at append, ascending within a
+/// stream in the order of versions.
+///
+/// Every backend uses the same representation, a 64-bit integer, so that one
+/// [`crate::Store`] type holds any backend, a replica keeps its source's ids whatever the two
+/// backends are, and cursors compare as numbers (never as text). Ids travel as decimal strings
+/// ([`fmt::Display`], [`FromStr`]) and as JSON numbers.
+///
+/// ```
+/// use ledger_core::EntryId;
+/// let id: EntryId = "42".parse()?;
+/// assert_eq!(id, EntryId::new(42));
+/// assert!(EntryId::new(9) < EntryId::new(10));
+/// assert!("4x".parse::<EntryId>().is_err());
+/// # Ok::<(), ledger_core::Error>(())
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct EntryId(i64);
+
+impl EntryId {
+    /// The id with this number.
+    pub const fn new(id: i64) -> Self {
+        EntryId(id)
+    }
+
+    /// The id's number.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        text.parse().map(EntryId).map_err(|_| {
+            Error::InvalidArgument(format!("entry id {text:?} is not a decimal 64-bit integer"))
+        })
+    }
+}
+
+impl From<i64> for EntryId {
+    fn from(id: i64) -> Self {
+        EntryId(id)
+    }
+}
+
+/// One stored entry: the payload as JSON from a [`crate::Store`], decoded (and upcast) from a
+/// typed [`crate::Stream`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry<Id, P = Value> {
+pub struct Entry<P = Value> {
     /// Store-assigned id, unique in the store; ascending ids within a stream are ascending versions.
-    pub id: Id,
+    pub id: EntryId,
     /// The stream the entry belongs to.
     pub stream: String,
     /// Per-stream sequence number: 1, 2, 3 … without gaps at append time.
@@ -31,15 +90,16 @@ pub struct Entry<Id, P = Value> {
     pub tags: BTreeSet<String>,
     /// Mutable key/value annotations (see [`crate::Store::set_annotations`]).
     pub annotations: BTreeMap<String, String>,
-    /// When the entry was appended (UTC, microseconds).
+    /// When the entry was appended (UTC, at the store's precision:
+    /// [`crate::Capabilities::timestamp_precision`]).
     pub created_at: DateTime<Utc>,
     /// When tags or annotations last changed; `None` until they first do.
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl<Id, P> Entry<Id, P> {
+impl<P> Entry<P> {
     /// The same entry with its payload replaced by `f(payload)`.
-    pub fn map_payload<Q, E>(self, f: impl FnOnce(P) -> Result<Q, E>) -> Result<Entry<Id, Q>, E> {
+    pub fn map_payload<Q, E>(self, f: impl FnOnce(P) -> Result<Q, E>) -> Result<Entry<Q>, E> {
         Ok(Entry {
             payload: f(self.payload)?,
             id: self.id,
@@ -143,33 +203,75 @@ impl<P> AppendInput<P> {
 }
 
 /// What happened to one input of an append, in input order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppendOutcome<Id> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
     /// The input was written with this id and version.
     Appended {
         /// The new entry's id.
-        id: Id,
+        id: EntryId,
         /// The new entry's version in its stream.
         version: u64,
     },
     /// The input's dedup key was already taken; nothing was written.
     Duplicate {
         /// The id of the entry that holds the key (possibly written earlier in the same batch).
-        id: Id,
+        id: EntryId,
     },
 }
 
-impl<Id> AppendOutcome<Id> {
+impl AppendOutcome {
     /// The id of the entry this input maps to, new or existing.
-    pub fn id(&self) -> &Id {
+    pub fn id(&self) -> EntryId {
         match self {
-            AppendOutcome::Appended { id, .. } | AppendOutcome::Duplicate { id } => id,
+            AppendOutcome::Appended { id, .. } | AppendOutcome::Duplicate { id } => *id,
         }
     }
 
     /// True if the input was written.
     pub fn is_appended(&self) -> bool {
         matches!(self, AppendOutcome::Appended { .. })
+    }
+}
+
+/// What an append did: one outcome per input, and the stream's version afterwards.
+///
+/// ```
+/// use ledger_core::{AppendInput, ExpectedVersion, MemoryStore};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> ledger_core::Result<()> {
+/// let store = MemoryStore::new();
+/// let first = store.append("s", vec![AppendInput::new(serde_json::json!(1))], ExpectedVersion::NoStream).await?;
+/// // The next append of this writer expects the version the first one left.
+/// let second = store.append("s", vec![AppendInput::new(serde_json::json!(2))], first.next_expected()).await?;
+/// assert_eq!(second.version, 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendResult {
+    /// One outcome per input, in input order.
+    pub outcomes: Vec<AppendOutcome>,
+    /// The stream's version after the append (0 for a stream that still was never written).
+    pub version: u64,
+}
+
+impl AppendResult {
+    /// What the next append of a writer that saw this result should expect.
+    pub fn next_expected(&self) -> ExpectedVersion {
+        ExpectedVersion::Exact(self.version)
+    }
+
+    /// `(id, version)` of every input that was written, in input order.
+    pub fn appended(&self) -> impl Iterator<Item = (EntryId, u64)> + '_ {
+        self.outcomes.iter().filter_map(|o| match *o {
+            AppendOutcome::Appended { id, version } => Some((id, version)),
+            AppendOutcome::Duplicate { .. } => None,
+        })
+    }
+
+    /// The id every input maps to (new or existing), in input order.
+    pub fn ids(&self) -> Vec<EntryId> {
+        self.outcomes.iter().map(AppendOutcome::id).collect()
     }
 }
 
@@ -215,15 +317,15 @@ impl fmt::Display for ExpectedVersion {
 
 /// Summary of one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamStat<Id> {
+pub struct StreamStat {
     /// The stream.
     pub stream: String,
     /// How many entries it holds now.
     pub count: u64,
     /// Lowest id held, if any.
-    pub first_id: Option<Id>,
+    pub first_id: Option<EntryId>,
     /// Highest id held, if any.
-    pub last_id: Option<Id>,
+    pub last_id: Option<EntryId>,
     /// Highest version ever appended (0: never written); survives trimming.
     pub last_version: u64,
 }

@@ -41,8 +41,8 @@ pub enum Error {
     EntryNotFound {
         /// The stream searched.
         stream: String,
-        /// The id that was not found, as text.
-        id: String,
+        /// The id that was not found.
+        id: crate::EntryId,
     },
     /// The stream does not exist (it was never written).
     #[error("stream {0:?} not found")]
@@ -53,9 +53,6 @@ pub enum Error {
     /// This store or backend does not offer the operation.
     #[error("not supported: {0}")]
     NotSupported(String),
-    /// A write was attempted through a read-only handle.
-    #[error("stream {0:?} is read-only")]
-    ReadOnly(String),
     /// An entry is older than the stream's schema version and no upcaster covers a step.
     #[error("no upcaster from schema version {from} to {to}")]
     NoUpcaster {
@@ -72,17 +69,17 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A payload could not be encoded to JSON.
+    /// A payload could not be encoded by the stream's codec.
     #[error("cannot encode payload: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(#[source] CodecError),
     /// A stored payload could not be decoded into the requested type.
     #[error("cannot decode payload of entry {id}: {source}")]
     Decode {
-        /// The entry whose payload failed, as text.
-        id: String,
-        /// The decoder's error.
+        /// The entry whose payload failed.
+        id: crate::EntryId,
+        /// The codec's error.
         #[source]
-        source: serde_json::Error,
+        source: CodecError,
     },
     /// The store was closed; no further calls are served.
     #[error("store is closed")]
@@ -102,14 +99,26 @@ pub enum Error {
         known: i64,
     },
     /// The database or driver failed; `kind` says how, and whether a retry may succeed.
-    #[error("backend error ({kind}): {source}")]
+    #[error("backend error ({kind}){}: {source}", in_store(store))]
     Backend {
         /// What kind of failure it is.
         kind: BackendErrorKind,
+        /// The store (table or collection) it came from, where known.
+        store: Option<String>,
         /// The driver's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+}
+
+/// The error of a [`crate::Codec`], whatever serializer it uses.
+pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+fn in_store(store: &Option<String>) -> String {
+    store
+        .as_ref()
+        .map(|s| format!(" in store {s:?}"))
+        .unwrap_or_default()
 }
 
 /// What kind of failure an [`Error::Backend`] is, so a caller can decide what to do.
@@ -154,7 +163,24 @@ impl Error {
     ) -> Self {
         Error::Backend {
             kind,
+            store: None,
             source: err.into(),
+        }
+    }
+
+    /// The same error, naming `name` as the store of an [`Error::Backend`] that names none.
+    pub fn in_store(self, name: &str) -> Self {
+        match self {
+            Error::Backend {
+                kind,
+                store: None,
+                source,
+            } => Error::Backend {
+                kind,
+                store: Some(name.to_owned()),
+                source,
+            },
+            other => other,
         }
     }
 
@@ -176,10 +202,10 @@ impl Error {
     }
 
     /// [`Error::EntryNotFound`] for `id` in `stream`.
-    pub fn entry_not_found(stream: &str, id: impl std::fmt::Display) -> Self {
+    pub fn entry_not_found(stream: &str, id: crate::EntryId) -> Self {
         Error::EntryNotFound {
             stream: stream.to_owned(),
-            id: id.to_string(),
+            id,
         }
     }
 

@@ -1,55 +1,63 @@
-//! Change-feed records: one per committed mutation, written in the mutation's transaction.
+//! Change-feed records: one per committed mutation, written in the mutation's transaction, with
+//! everything a replica needs to reproduce it exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::entry::Entry;
-use crate::error::{Error, Result};
+use crate::entry::{Entry, EntryId};
 
 /// One record of a store's change feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeedRecord<Id> {
+pub struct FeedRecord {
     /// Position in the feed: ascending, unique in the store.
     pub position: u64,
     /// The stream the mutation touched (for a rename: the old name).
     pub stream: String,
     /// What changed.
-    pub mutation: Mutation<Id>,
+    pub mutation: Mutation,
 }
 
-/// A committed change to a store, with everything a replica needs to apply it.
+/// A committed change to a store, with everything a replica needs to apply it: ids, versions and
+/// timestamps as the source stored them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Mutation<Id> {
-    /// Entries were appended (duplicates are not included).
+#[non_exhaustive]
+pub enum Mutation {
+    /// Entries were appended (duplicates are not included), every field as stored.
     Append {
         /// The entries as stored.
-        entries: Vec<Entry<Id>>,
+        entries: Vec<Entry>,
     },
     /// An entry's tags were replaced.
     SetTags {
         /// The entry.
-        id: Id,
+        id: EntryId,
+        /// The entry's version in its stream.
+        version: u64,
         /// The new tags.
         tags: BTreeSet<String>,
         /// The entry's new `updated_at`.
         updated_at: DateTime<Utc>,
     },
-    /// Annotation changes were merged into an entry (`None` deletes a key).
+    /// Annotation changes were merged into an entry.
     SetAnnotations {
         /// The entry.
-        id: Id,
-        /// The changes as given.
+        id: EntryId,
+        /// The entry's version in its stream.
+        version: u64,
+        /// The changes as given (`None` deletes a key).
         changes: BTreeMap<String, Option<String>>,
+        /// The entry's annotations after the merge.
+        annotations: BTreeMap<String, String>,
         /// The entry's new `updated_at`.
         updated_at: DateTime<Utc>,
     },
     /// Entries with id `<= up_to` were deleted.
     Trim {
         /// The inclusive bound.
-        up_to: Id,
+        up_to: EntryId,
         /// How many entries were deleted.
         deleted: u64,
     },
@@ -60,38 +68,60 @@ pub enum Mutation<Id> {
     },
 }
 
-impl<Id> Mutation<Id> {
-    /// The mutation's type name, as used in metrics and skip lists.
-    pub fn kind(&self) -> &'static str {
+/// The kinds of [`Mutation`], for filters, skip lists and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MutationKind {
+    /// [`Mutation::Append`].
+    Append,
+    /// [`Mutation::SetTags`].
+    SetTags,
+    /// [`Mutation::SetAnnotations`].
+    SetAnnotations,
+    /// [`Mutation::Trim`].
+    Trim,
+    /// [`Mutation::Rename`].
+    Rename,
+}
+
+impl MutationKind {
+    /// Every kind.
+    pub const ALL: [MutationKind; 5] = [
+        MutationKind::Append,
+        MutationKind::SetTags,
+        MutationKind::SetAnnotations,
+        MutationKind::Trim,
+        MutationKind::Rename,
+    ];
+
+    /// The kind's name, as used in metrics and skip lists.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Mutation::Append { .. } => "append",
-            Mutation::SetTags { .. } => "set_tags",
-            Mutation::SetAnnotations { .. } => "set_annotations",
-            Mutation::Trim { .. } => "trim",
-            Mutation::Rename { .. } => "rename",
+            MutationKind::Append => "append",
+            MutationKind::SetTags => "set_tags",
+            MutationKind::SetAnnotations => "set_annotations",
+            MutationKind::Trim => "trim",
+            MutationKind::Rename => "rename",
         }
     }
 }
 
-impl<Id: serde::de::DeserializeOwned> FeedRecord<Id> {
-    /// Rebuilds a record from what a store keeps: its position, stream and the mutation's JSON.
-    pub fn from_stored(position: i64, stream: String, mutation: &str) -> Result<Self> {
-        let mutation = serde_json::from_str(mutation)
-            .map_err(|e| Error::corrupt(format_args!("feed record {position}: {e}")))?;
-        Ok(FeedRecord {
-            position: position as u64,
-            stream,
-            mutation,
-        })
+impl std::fmt::Display for MutationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
-/// A feed position or cursor as the SQL backends store it (`BIGINT`).
-pub fn stored_position(position: u64) -> Result<i64> {
-    i64::try_from(position).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "position {position} exceeds the largest, {}",
-            i64::MAX
-        ))
-    })
+impl Mutation {
+    /// The mutation's kind.
+    pub fn kind(&self) -> MutationKind {
+        match self {
+            Mutation::Append { .. } => MutationKind::Append,
+            Mutation::SetTags { .. } => MutationKind::SetTags,
+            Mutation::SetAnnotations { .. } => MutationKind::SetAnnotations,
+            Mutation::Trim { .. } => MutationKind::Trim,
+            Mutation::Rename { .. } => MutationKind::Rename,
+        }
+    }
 }

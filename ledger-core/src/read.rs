@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::entry::EntryId;
 use crate::error::{Error, Result};
 
 /// Default page size of reads and listings.
@@ -22,6 +23,7 @@ pub enum Direction {
 
 /// Conditions an entry must meet to be read; all given conditions are ANDed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Filter {
     /// Entry's order key equals this.
     pub order_key: Option<String>,
@@ -39,20 +41,25 @@ pub struct Filter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// How to read a stream: cursor, direction, page size and filters.
+/// How to read a stream: cursors, direction, page size and filters.
 ///
 /// ```
-/// use ledger_core::{Direction, ReadOptions};
-/// let opts = ReadOptions::<i64>::new().after(41).descending().limit(10).tag("paid");
+/// use ledger_core::{Direction, EntryId, ReadOptions};
+/// let opts = ReadOptions::new().after(EntryId::new(41)).descending().limit(10).tag("paid");
 /// assert_eq!(opts.direction, Direction::Descending);
 /// assert!(opts.validate().is_ok());
-/// assert!(ReadOptions::<i64>::new().limit(0).validate().is_err());
+/// assert!(ReadOptions::new().limit(0).validate().is_err());
+/// // Resume after the last version seen, whatever the ids are:
+/// let resume = ReadOptions::new().after_version(7);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadOptions<Id> {
+#[non_exhaustive]
+pub struct ReadOptions {
     /// Continue past this id in the read direction (descending: ids below it).
-    pub after: Option<Id>,
-    /// Read order.
+    pub after: Option<EntryId>,
+    /// Continue past this version in the read direction (descending: versions below it).
+    pub after_version: Option<u64>,
+    /// Read order (by id, which within a stream is the order of versions).
     pub direction: Direction,
     /// Page size, 1..=[`MAX_LIMIT`].
     pub limit: u32,
@@ -60,10 +67,11 @@ pub struct ReadOptions<Id> {
     pub filter: Filter,
 }
 
-impl<Id> Default for ReadOptions<Id> {
+impl Default for ReadOptions {
     fn default() -> Self {
         ReadOptions {
             after: None,
+            after_version: None,
             direction: Direction::Ascending,
             limit: DEFAULT_LIMIT,
             filter: Filter::default(),
@@ -71,15 +79,22 @@ impl<Id> Default for ReadOptions<Id> {
     }
 }
 
-impl<Id> ReadOptions<Id> {
+impl ReadOptions {
     /// Ascending, from the start, [`DEFAULT_LIMIT`] entries, no filter.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Continues past `id` in the read direction.
-    pub fn after(mut self, id: Id) -> Self {
+    pub fn after(mut self, id: EntryId) -> Self {
         self.after = Some(id);
+        self
+    }
+
+    /// Continues past `version` in the read direction: in a stream, the entries after the last
+    /// version seen (0: from the start). With a cursor id as well, both apply.
+    pub fn after_version(mut self, version: u64) -> Self {
+        self.after_version = Some(version);
         self
     }
 
@@ -143,14 +158,104 @@ impl<Id> ReadOptions<Id> {
         self
     }
 
-    /// Checks the limit; every store calls this before reading.
+    /// Checks the limit; every read is checked before it reaches a backend.
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
+    }
+
+    /// Whether `entry` is past the cursors, in the read direction (the reference semantics).
+    pub fn is_past_cursors<P>(&self, entry: &crate::entry::Entry<P>) -> bool {
+        let (id, version) = (entry.id, entry.version);
+        match self.direction {
+            Direction::Ascending => {
+                self.after.is_none_or(|a| id > a) && self.after_version.is_none_or(|v| version > v)
+            }
+            Direction::Descending => {
+                self.after.is_none_or(|a| id < a) && self.after_version.is_none_or(|v| version < v)
+            }
+        }
+    }
+}
+
+/// How a search matches payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SearchMode {
+    /// A string value of the payload, at any depth, contains the text, ignoring ASCII case
+    /// ([`payload_contains`]). Every search-capable backend offers it.
+    #[default]
+    Substring,
+    /// Words, with the backend's own text search (PostgreSQL: the `simple` configuration and
+    /// web-search syntax). Matching rules differ by backend; see each backend's docs.
+    FullText,
+}
+
+/// What to search for: a text and how to match it.
+///
+/// ```
+/// use ledger_core::{SearchMode, SearchQuery};
+/// assert_eq!(SearchQuery::from("refund").mode, SearchMode::Substring);
+/// assert_eq!(SearchQuery::full_text("refund -partial").mode, SearchMode::FullText);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SearchQuery {
+    /// The text; not empty, no NUL.
+    pub text: String,
+    /// How it matches.
+    pub mode: SearchMode,
+}
+
+impl SearchQuery {
+    /// A substring search ([`SearchMode::Substring`]).
+    pub fn substring(text: impl Into<String>) -> Self {
+        SearchQuery {
+            text: text.into(),
+            mode: SearchMode::Substring,
+        }
+    }
+
+    /// A full-text search ([`SearchMode::FullText`]).
+    pub fn full_text(text: impl Into<String>) -> Self {
+        SearchQuery {
+            text: text.into(),
+            mode: SearchMode::FullText,
+        }
+    }
+
+    /// Checks the text: not empty, no NUL (no stored string can be searched for it alike on every
+    /// backend).
+    pub fn validate(&self) -> Result<()> {
+        let text = &self.text;
+        if text.is_empty() {
+            return Err(Error::InvalidArgument(
+                "search text must not be empty".into(),
+            ));
+        }
+        if text.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "search text contains U+0000 (NUL), which cannot be searched for: {text:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for SearchQuery {
+    fn from(text: &str) -> Self {
+        SearchQuery::substring(text)
+    }
+}
+
+impl From<String> for SearchQuery {
+    fn from(text: String) -> Self {
+        SearchQuery::substring(text)
     }
 }
 
 /// How to list the streams of a store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ListOptions {
     /// Only streams whose id sorts strictly after this one (bytewise).
     pub after: Option<String>,
@@ -185,7 +290,7 @@ impl ListOptions {
         self
     }
 
-    /// Checks the limit; every store calls this before listing.
+    /// Checks the limit; every listing is checked before it reaches a backend.
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
     }
@@ -202,7 +307,7 @@ fn validate_limit(limit: u32) -> Result<()> {
 
 impl Filter {
     /// Whether `entry` meets every condition (the reference semantics for all stores).
-    pub fn matches<Id, P>(&self, entry: &crate::entry::Entry<Id, P>) -> bool {
+    pub fn matches<P>(&self, entry: &crate::entry::Entry<P>) -> bool {
         self.order_key
             .as_ref()
             .is_none_or(|k| entry.order_key.as_ref() == Some(k))
@@ -238,20 +343,4 @@ pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {
         }
     }
     false
-}
-
-/// Checks a search text: not empty, no NUL (no stored string can be searched for it alike on
-/// every backend).
-pub fn validate_search_text(text: &str) -> Result<()> {
-    if text.is_empty() {
-        return Err(Error::InvalidArgument(
-            "search text must not be empty".into(),
-        ));
-    }
-    if text.contains('\0') {
-        return Err(Error::InvalidArgument(format!(
-            "search text contains U+0000 (NUL), which cannot be searched for: {text:?}"
-        )));
-    }
-    Ok(())
 }

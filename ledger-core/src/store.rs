@@ -1,309 +1,472 @@
-//! The backend contract: one object-safe trait every store implements, plus optional capabilities.
+//! [`Store`]: the handle users hold, in front of any backend.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::{Debug, Display};
-use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
-use crate::error::Result;
+use crate::backend::Backend;
+use crate::capabilities::Capabilities;
+use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
+use crate::error::{Error, Result};
 use crate::feed::FeedRecord;
-use crate::read::{ListOptions, ReadOptions};
+use crate::name::{validate_cursor_name, validate_stream_id};
+use crate::read::{ListOptions, ReadOptions, SearchQuery};
+use crate::subscribe::{SubscribeOptions, subscribe_feed, subscribe_stream};
+use crate::validate::{validate_annotations, validate_append, validate_tags};
 
-/// What a store's entry id must offer: ordered, printable and parseable (so cursors travel as
-/// strings) and serializable (so ids travel in change-feed records).
-pub trait StoreId:
-    Clone + Ord + Debug + Display + FromStr + Serialize + DeserializeOwned + Send + Sync + 'static
-{
+/// A store of entries (one table or collection, many streams) on any backend. Clones are
+/// cheap and share the backend.
+///
+/// Every call is checked here before it reaches the backend, the same for all of them: a closed
+/// store refuses it ([`Error::StoreClosed`]), bad arguments are [`Error::InvalidName`] or
+/// [`Error::InvalidArgument`] naming the value, a capability the backend lacks is
+/// [`Error::NotSupported`], and database errors name the store.
+///
+/// ```
+/// use ledger_core::{AppendInput, ExpectedVersion, MemoryStore, ReadOptions, Store};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> ledger_core::Result<()> {
+/// let store: Store = MemoryStore::new().into();
+/// let input = AppendInput::new(serde_json::json!({"n": 1})).dedup_key("k");
+/// store.append("s", vec![input.clone()], ExpectedVersion::NoStream).await?;
+/// let retry = store.append("s", vec![input], ExpectedVersion::NoStream).await?;
+/// assert!(!retry.outcomes[0].is_appended()); // an idempotent retry succeeds and writes nothing
+/// assert_eq!(store.read("s", &ReadOptions::new()).await?.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
 }
 
-impl<T> StoreId for T where
-    T: Clone
-        + Ord
-        + Debug
-        + Display
-        + FromStr
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static
-{
+struct Shared {
+    backend: Arc<dyn Backend>,
+    closed: AtomicBool,
 }
 
-/// How a store orders its change feed relative to commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedOrder {
-    /// Positions are assigned in commit order: a reader never finds a new record below one it saw.
-    CommitOrdered,
-    /// Positions may be taken out of commit order, but readers stop below uncommitted ones.
-    GapSafeWatermark,
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name())
+            .field("backend", &self.backend_kind())
+            .finish_non_exhaustive()
+    }
 }
 
-/// What a store offers. The conformance suite requires every behaviour marked `true` and
-/// [`crate::Error::NotSupported`] from every operation marked `false`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Capabilities {
-    /// Appends are atomic: all entries of a batch are written, or none.
-    pub atomic_append: bool,
-    /// Dedup keys are enforced.
-    pub dedup: bool,
-    /// `set_tags` is supported.
-    pub tags: bool,
-    /// `set_annotations` and annotation filters are supported.
-    pub annotations: bool,
-    /// `rename_stream` is supported.
-    pub rename: bool,
-    /// [`Search`] is offered (see [`Search::search`]).
-    pub search: bool,
-    /// [`ChangeFeed`] is offered and enabled, with this ordering.
-    pub change_feed: Option<FeedOrder>,
-    /// [`CursorStore`] is offered.
-    pub cursor_store: bool,
-    /// [`Health`] is offered.
-    pub health: bool,
-}
+impl Store {
+    /// A store in front of `backend` (for backend authors; users open stores through a backend
+    /// crate or `ledger::open`).
+    pub fn new(backend: impl Backend) -> Self {
+        Self::from_backend(Arc::new(backend))
+    }
 
-impl Capabilities {
-    /// Every capability, with a commit-ordered change feed.
-    pub const fn all() -> Self {
-        Capabilities {
-            atomic_append: true,
-            dedup: true,
-            tags: true,
-            annotations: true,
-            rename: true,
-            search: true,
-            change_feed: Some(FeedOrder::CommitOrdered),
-            cursor_store: true,
-            health: true,
+    /// A store in front of a shared backend.
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Self {
+        Store {
+            shared: Arc::new(Shared {
+                backend,
+                closed: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// The same capabilities without a change feed.
-    pub const fn without_change_feed(mut self) -> Self {
-        self.change_feed = None;
-        self
+    fn backend(&self) -> &dyn Backend {
+        self.shared.backend.as_ref()
     }
-}
 
-/// A store of entries: one table or collection, many streams.
-///
-/// Object-safe: `Arc<dyn Store<Id = i64>>` works. Optional capabilities are reached through the
-/// `as_*` accessors, which wrappers must forward so that wrapping never hides a capability.
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// The id type of this store's entries (`i64` for the SQL backends).
-    type Id: StoreId;
+    /// [`Error::StoreClosed`] once [`Store::close`] was called.
+    pub fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(Error::StoreClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Names the store in a backend error.
+    fn named<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| e.in_store(self.name()))
+    }
+
+    /// The store's name: its table or collection.
+    pub fn name(&self) -> &str {
+        self.backend().name()
+    }
+
+    /// The backend's name (`"sqlite"`, `"postgres"`, `"memory"`, …).
+    pub fn backend_kind(&self) -> &'static str {
+        self.backend().kind()
+    }
 
     /// What this store offers.
-    fn capabilities(&self) -> Capabilities;
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend().capabilities()
+    }
 
     /// Appends `entries` to `stream` if its version satisfies `expected`.
     ///
-    /// Returns one outcome per input, in input order. Inputs whose dedup key is already in the
-    /// stream, or earlier in the batch, are reported as duplicates and not written. A batch made
-    /// only of duplicates succeeds whatever `expected` says, so an idempotent retry never fails.
-    /// An empty batch writes nothing and returns an empty vector (after validating `stream`).
-    async fn append(
+    /// Returns one outcome per input, in input order, and the stream's version afterwards.
+    /// Inputs whose dedup key is already in the stream, or earlier in the batch, are reported as
+    /// duplicates and not written. A batch made only of duplicates succeeds whatever `expected`
+    /// says, so an idempotent retry never fails. An empty batch writes nothing.
+    pub async fn append(
         &self,
         stream: &str,
         entries: Vec<AppendInput>,
         expected: ExpectedVersion,
-    ) -> Result<Vec<AppendOutcome<Self::Id>>>;
+    ) -> Result<AppendResult> {
+        let backend = self.backend();
+        let run = async |entries| backend.append(stream, entries, expected).await;
+        self.append_with(stream, entries, expected, run).await
+    }
 
-    /// Reads one page of `stream`. A stream that does not exist reads as empty.
-    async fn read(
+    /// For backend crates: an append made by `run` (a backend's own path, such as an append
+    /// inside a caller's transaction) after every check [`Store::append`] makes; `run` receives
+    /// a non-empty, valid batch.
+    pub async fn append_with(
         &self,
         stream: &str,
-        options: &ReadOptions<Self::Id>,
-    ) -> Result<Vec<Entry<Self::Id>>>;
+        entries: Vec<AppendInput>,
+        expected: ExpectedVersion,
+        run: impl AsyncFnOnce(Vec<AppendInput>) -> Result<AppendResult>,
+    ) -> Result<AppendResult> {
+        self.check_open()?;
+        validate_append(stream, &entries)?;
+        let caps = self.capabilities();
+        if !caps.expected_version && expected != ExpectedVersion::Any {
+            return Err(Error::NotSupported(format!(
+                "this store cannot enforce {expected}; append with ExpectedVersion::Any"
+            )));
+        }
+        if !caps.dedup && entries.iter().any(|e| e.dedup_key.is_some()) {
+            return Err(Error::NotSupported(
+                "this store does not enforce dedup keys".into(),
+            ));
+        }
+        if entries.is_empty() {
+            let version = self.stat(stream).await?.last_version;
+            return Ok(AppendResult {
+                outcomes: Vec::new(),
+                version,
+            });
+        }
+        let result = run(entries).await;
+        self.named(result)
+    }
+
+    /// Appends one entry; see [`Store::append`].
+    pub async fn append_one(
+        &self,
+        stream: &str,
+        entry: AppendInput,
+        expected: ExpectedVersion,
+    ) -> Result<AppendResult> {
+        self.append(stream, vec![entry], expected).await
+    }
+
+    /// Reads one page of `stream`, ordered by id (within a stream, the order of versions). A
+    /// stream that does not exist reads as empty.
+    pub async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {
+        self.check_open()?;
+        validate_stream_id(stream)?;
+        options.validate()?;
+        self.check_annotation_filter(options)?;
+        let result = self.backend().read(stream, options).await;
+        self.named(result)
+    }
+
+    fn check_annotation_filter(&self, options: &ReadOptions) -> Result<()> {
+        if !options.filter.annotations.is_empty() && !self.capabilities().annotations {
+            return Err(Error::NotSupported(
+                "this store has no annotations to filter on".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every entry of `stream` that `options` selects, as a stream that reads page after page
+    /// (of `options.limit` entries) as it is consumed: rebuilding state from a whole stream
+    /// without holding it in memory. The first error ends it.
+    pub fn read_all(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+    ) -> BoxStream<'static, Result<Entry>> {
+        struct Pages {
+            store: Store,
+            stream: String,
+            options: ReadOptions,
+            done: bool,
+        }
+        let pages = Pages {
+            store: self.clone(),
+            stream: stream.to_owned(),
+            options,
+            done: false,
+        };
+        stream::unfold(pages, |mut pages| async move {
+            if pages.done {
+                return None;
+            }
+            match pages.store.read(&pages.stream, &pages.options).await {
+                Err(e) => {
+                    pages.done = true;
+                    Some((vec![Err(e)], pages))
+                }
+                Ok(page) => {
+                    pages.done = page.len() < pages.options.limit as usize;
+                    if let Some(last) = page.last() {
+                        pages.options.after = Some(last.id);
+                    }
+                    Some((page.into_iter().map(Ok).collect(), pages))
+                }
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
 
     /// Number of entries the stream holds.
-    async fn count(&self, stream: &str) -> Result<u64>;
+    pub async fn count(&self, stream: &str) -> Result<u64> {
+        self.check_open()?;
+        validate_stream_id(stream)?;
+        let result = self.backend().count(stream).await;
+        self.named(result)
+    }
 
     /// Count, first and last id, and last version of the stream.
-    async fn stat(&self, stream: &str) -> Result<StreamStat<Self::Id>>;
+    pub async fn stat(&self, stream: &str) -> Result<StreamStat> {
+        self.check_open()?;
+        validate_stream_id(stream)?;
+        let result = self.backend().stat(stream).await;
+        self.named(result)
+    }
 
     /// Stream ids holding at least one entry, ascending (bytewise). A stream trimmed to empty is
     /// not listed, though it still exists for [`ExpectedVersion`] checks: its version survives
     /// the trim, so versions are never reused.
-    async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>>;
+    pub async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>> {
+        self.check_open()?;
+        options.validate()?;
+        if let Some(after) = &options.after {
+            validate_stream_id(after)?;
+        }
+        let result = self.backend().list_streams(options).await;
+        self.named(result)
+    }
 
     /// Replaces the tags of one entry. Setting the tags it already has changes nothing: no
-    /// `updated_at`, no change-feed record.
-    async fn set_tags(&self, stream: &str, id: &Self::Id, tags: BTreeSet<String>) -> Result<()>;
+    /// `updated_at`, no change-feed record. An unknown entry is [`Error::EntryNotFound`].
+    pub async fn set_tags(&self, stream: &str, id: EntryId, tags: BTreeSet<String>) -> Result<()> {
+        self.check_open()?;
+        self.require(self.capabilities().tags, "tags")?;
+        validate_stream_id(stream)?;
+        validate_tags(&tags)?;
+        let result = self.backend().set_tags(stream, id, tags).await;
+        self.named(result)
+    }
 
     /// Merges annotation changes into one entry: `Some` sets a key, `None` deletes it.
     /// Atomic under concurrent callers: no change is lost. Changes that leave the annotations as
     /// they were (none at all, a key set to its value, a missing key deleted) change nothing: no
-    /// `updated_at`, no change-feed record. An unknown entry is
-    /// [`crate::Error::EntryNotFound`] either way.
-    async fn set_annotations(
+    /// `updated_at`, no change-feed record. An unknown entry is [`Error::EntryNotFound`] either
+    /// way.
+    pub async fn set_annotations(
         &self,
         stream: &str,
-        id: &Self::Id,
+        id: EntryId,
         changes: BTreeMap<String, Option<String>>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.check_open()?;
+        self.require(self.capabilities().annotations, "annotations")?;
+        validate_stream_id(stream)?;
+        validate_annotations(&changes)?;
+        let result = self.backend().set_annotations(stream, id, changes).await;
+        self.named(result)
+    }
 
     /// Deletes the stream's entries with id `<= up_to` and returns how many were deleted.
     /// The stream's version is kept, so later appends continue after it.
-    async fn trim(&self, stream: &str, up_to: &Self::Id) -> Result<u64>;
+    pub async fn trim(&self, stream: &str, up_to: EntryId) -> Result<u64> {
+        self.check_open()?;
+        self.require(self.capabilities().trim, "trim")?;
+        validate_stream_id(stream)?;
+        let result = self.backend().trim(stream, up_to).await;
+        self.named(result)
+    }
 
     /// Moves every entry of `from` (ids and versions unchanged) and its version to `to`.
-    /// `from` must exist and `to` must not ([`crate::Error::StreamNotFound`],
-    /// [`crate::Error::StreamExists`]).
-    async fn rename_stream(&self, from: &str, to: &str) -> Result<()>;
+    /// `from` must exist and `to` must not ([`Error::StreamNotFound`],
+    /// [`Error::StreamExists`]); a stream trimmed to empty still exists.
+    pub async fn rename_stream(&self, from: &str, to: &str) -> Result<()> {
+        self.check_open()?;
+        self.require(self.capabilities().rename, "rename_stream")?;
+        validate_stream_id(from)?;
+        validate_stream_id(to)?;
+        let result = self.backend().rename_stream(from, to).await;
+        self.named(result)
+    }
 
-    /// Closes the store; every later call fails with [`crate::Error::StoreClosed`].
-    async fn close(&self) -> Result<()>;
+    /// Closes the store: every later call, through any clone, fails with
+    /// [`Error::StoreClosed`]; the backend releases its connections.
+    pub async fn close(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Release);
+        let result = self.backend().close().await;
+        self.named(result)
+    }
 
-    /// Wakes subscriptions: the value changes after each commit made through this handle.
+    /// Wakes subscriptions: the value changes after commits this store makes or learns of.
     /// `None` means subscribers rely on polling alone.
-    fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        None
+    pub fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.backend().commits()
     }
 
-    /// Full-text or substring search, where offered.
-    fn as_search(&self) -> Option<&dyn Search<Id = Self::Id>> {
-        None
+    fn require(&self, offered: bool, what: &str) -> Result<()> {
+        if offered {
+            Ok(())
+        } else {
+            Err(Error::NotSupported(format!(
+                "{} store {:?} does not offer {what}",
+                self.backend_kind(),
+                self.name()
+            )))
+        }
     }
 
-    /// The change feed, where offered and enabled.
-    fn as_change_feed(&self) -> Option<&dyn ChangeFeed<Id = Self::Id>> {
-        None
-    }
-
-    /// Durable named cursors, where offered.
-    fn as_cursor_store(&self) -> Option<&dyn CursorStore> {
-        None
-    }
-
-    /// Health checks, where offered.
-    fn as_health(&self) -> Option<&dyn Health> {
-        None
-    }
-}
-
-/// Search over payloads.
-#[async_trait]
-pub trait Search: Send + Sync {
-    /// The store's id type.
-    type Id: StoreId;
-
-    /// Entries of `stream` (with `None`, of every stream of the store) that have a string value
-    /// in their payload, at any depth, containing `text` ignoring ASCII case: the semantics of
-    /// [`crate::payload_contains`], which every backend keeps. Object keys, numbers, booleans and
-    /// JSON punctuation are not searched. `text` must not be empty or contain NUL
-    /// ([`crate::Error::InvalidArgument`]). Cursor, direction, limit and every filter of
-    /// `options` apply as in [`Store::read`]. A backend may offer other modes (PostgreSQL's full
-    /// text search), documented there.
-    async fn search(
+    /// Entries of `stream` (with `None`, of every stream of the store) whose payload matches
+    /// `query`; cursor, direction, limit and every filter of `options` apply as in
+    /// [`Store::read`].
+    ///
+    /// A plain text searches in [`crate::SearchMode::Substring`]: entries with a string value in
+    /// their payload, at any depth, that contains the text ignoring ASCII case
+    /// ([`crate::payload_contains`], kept alike by every backend). Object keys, numbers,
+    /// booleans and JSON punctuation are not searched. [`crate::SearchQuery::full_text`] uses
+    /// the backend's text search, where [`Capabilities::search`] offers it. The text must not be
+    /// empty or contain NUL ([`Error::InvalidArgument`]).
+    pub async fn search(
         &self,
         stream: Option<&str>,
-        text: &str,
-        options: &ReadOptions<Self::Id>,
-    ) -> Result<Vec<Entry<Self::Id>>>;
-}
-
-/// The store's mutation log: one record per committed mutation, by position.
-#[async_trait]
-pub trait ChangeFeed: Send + Sync {
-    /// The store's id type.
-    type Id: StoreId;
-
-    /// Up to `limit` records with position greater than `after` (from the start with `None`),
-    /// ascending. Never returns a record while an earlier position may still commit.
-    async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord<Self::Id>>>;
-}
-
-/// Durable named positions (used by the bridge and by consumers of the change feed). Names are
-/// 1 to 256 bytes without NUL ([`crate::validate_cursor_name`]).
-#[async_trait]
-pub trait CursorStore: Send + Sync {
-    /// The saved position, if any.
-    async fn get_cursor(&self, name: &str) -> Result<Option<u64>>;
-
-    /// Saves `position` unless a greater one is already saved: cursors never move back.
-    async fn set_cursor(&self, name: &str, position: u64) -> Result<()>;
-}
-
-/// Liveness of the store's database.
-#[async_trait]
-pub trait Health: Send + Sync {
-    /// `Ok` if the database answers.
-    async fn health(&self) -> Result<()>;
-}
-
-#[async_trait]
-impl<S: Store + ?Sized> Store for Arc<S> {
-    type Id = S::Id;
-
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
+        query: impl Into<SearchQuery>,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry>> {
+        let query = query.into();
+        self.check_open()?;
+        if let Some(s) = stream {
+            validate_stream_id(s)?;
+        }
+        query.validate()?;
+        options.validate()?;
+        self.check_annotation_filter(options)?;
+        let search = self
+            .backend()
+            .as_search()
+            .filter(|_| self.capabilities().search.offers(query.mode));
+        let Some(search) = search else {
+            return self
+                .require(false, &format!("{:?} search", query.mode))
+                .map(|()| Vec::new());
+        };
+        let result = search.search(stream, &query, options).await;
+        self.named(result)
     }
-    async fn append(
+
+    /// Up to `limit` change-feed records with position greater than `after` (from the start
+    /// with `None`), ascending. Never returns a record while an earlier position may still
+    /// commit. [`Error::NotSupported`] without a change feed.
+    pub async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
+        self.check_open()?;
+        ListOptions::new().limit(limit).validate()?;
+        let Some(feed) = self.backend().as_change_feed() else {
+            return self.require(false, "a change feed").map(|()| Vec::new());
+        };
+        let result = feed.read_feed(after, limit).await;
+        self.named(result)
+    }
+
+    /// The position saved under cursor `name`, if any. Names are 1 to 256 bytes without NUL.
+    pub async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
+        self.check_open()?;
+        validate_cursor_name(name)?;
+        let Some(cursors) = self.backend().as_cursor_store() else {
+            return self.require(false, "cursors").map(|()| None);
+        };
+        let result = cursors.get_cursor(name).await;
+        self.named(result)
+    }
+
+    /// Saves `position` under cursor `name` unless a greater one is saved: cursors never move
+    /// back.
+    pub async fn set_cursor(&self, name: &str, position: u64) -> Result<()> {
+        self.check_open()?;
+        validate_cursor_name(name)?;
+        let Some(cursors) = self.backend().as_cursor_store() else {
+            return self.require(false, "cursors");
+        };
+        let result = cursors.set_cursor(name, position).await;
+        self.named(result)
+    }
+
+    /// `Ok` if the store's database answers.
+    pub async fn health(&self) -> Result<()> {
+        self.check_open()?;
+        let Some(health) = self.backend().as_health() else {
+            return self.require(false, "health checks");
+        };
+        let result = health.health().await;
+        self.named(result)
+    }
+
+    /// Applies change-feed records of another store (the bridge's job), keeping their ids,
+    /// versions and timestamps, so this store converges to the source.
+    ///
+    /// `records` must have strictly ascending positions. Records at or below the position saved
+    /// under cursor `cursor` are skipped, so replaying any prefix of a feed changes nothing and
+    /// never fails; the cursor is then saved at the last record's position, in the same
+    /// transaction where the store has transactions ([`crate::Replication`]). Returns how many
+    /// records were applied. A store that replicates should take no appends of its own: an id
+    /// of the source that this store already holds for another entry is an error, never an
+    /// overwrite.
+    pub async fn apply_replicated(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+        self.check_open()?;
+        validate_cursor_name(cursor)?;
+        if let Some(pair) = records.windows(2).find(|p| p[0].position >= p[1].position) {
+            return Err(Error::InvalidArgument(format!(
+                "replicated records must have ascending positions, but {} is followed by {}",
+                pair[0].position, pair[1].position
+            )));
+        }
+        let Some(replica) = self.backend().as_replica() else {
+            return self.require(false, "replication").map(|()| 0);
+        };
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let result = replica.apply(cursor, records).await;
+        self.named(result)
+    }
+
+    /// Entries of `stream` with version greater than `after_version` (0: from the start), then
+    /// live entries as they are appended, with nothing lost or repeated; see
+    /// [`crate::subscribe_stream`].
+    pub fn subscribe(
         &self,
         stream: &str,
-        entries: Vec<AppendInput>,
-        expected: ExpectedVersion,
-    ) -> Result<Vec<AppendOutcome<Self::Id>>> {
-        (**self).append(stream, entries, expected).await
+        after_version: u64,
+        options: SubscribeOptions,
+    ) -> BoxStream<'static, Result<Entry>> {
+        subscribe_stream(self.clone(), stream.to_owned(), after_version, options)
     }
-    async fn read(
+
+    /// Change-feed records after position `after`, then live ones; see
+    /// [`crate::subscribe_feed`].
+    pub fn subscribe_feed(
         &self,
-        stream: &str,
-        options: &ReadOptions<Self::Id>,
-    ) -> Result<Vec<Entry<Self::Id>>> {
-        (**self).read(stream, options).await
-    }
-    async fn count(&self, stream: &str) -> Result<u64> {
-        (**self).count(stream).await
-    }
-    async fn stat(&self, stream: &str) -> Result<StreamStat<Self::Id>> {
-        (**self).stat(stream).await
-    }
-    async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>> {
-        (**self).list_streams(options).await
-    }
-    async fn set_tags(&self, stream: &str, id: &Self::Id, tags: BTreeSet<String>) -> Result<()> {
-        (**self).set_tags(stream, id, tags).await
-    }
-    async fn set_annotations(
-        &self,
-        stream: &str,
-        id: &Self::Id,
-        changes: BTreeMap<String, Option<String>>,
-    ) -> Result<()> {
-        (**self).set_annotations(stream, id, changes).await
-    }
-    async fn trim(&self, stream: &str, up_to: &Self::Id) -> Result<u64> {
-        (**self).trim(stream, up_to).await
-    }
-    async fn rename_stream(&self, from: &str, to: &str) -> Result<()> {
-        (**self).rename_stream(from, to).await
-    }
-    async fn close(&self) -> Result<()> {
-        (**self).close().await
-    }
-    fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        (**self).commits()
-    }
-    fn as_search(&self) -> Option<&dyn Search<Id = Self::Id>> {
-        (**self).as_search()
-    }
-    fn as_change_feed(&self) -> Option<&dyn ChangeFeed<Id = Self::Id>> {
-        (**self).as_change_feed()
-    }
-    fn as_cursor_store(&self) -> Option<&dyn CursorStore> {
-        (**self).as_cursor_store()
-    }
-    fn as_health(&self) -> Option<&dyn Health> {
-        (**self).as_health()
+        after: Option<u64>,
+        options: SubscribeOptions,
+    ) -> BoxStream<'static, Result<FeedRecord>> {
+        subscribe_feed(self.clone(), after, options)
     }
 }

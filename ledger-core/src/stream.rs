@@ -9,12 +9,14 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 
 use crate::codec::{Codec, JsonCodec};
-use crate::entry::{AppendInput, AppendOutcome, Entry, ExpectedVersion, StreamStat};
+use crate::entry::{
+    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat,
+};
 use crate::error::{Error, Result};
 use crate::name::validate_stream_id;
 use crate::read::ReadOptions;
 use crate::store::Store;
-use crate::subscribe::{SubscribeOptions, subscribe_stream};
+use crate::subscribe::SubscribeOptions;
 use crate::upcast::{Upcaster, UpcasterChain};
 
 /// A typed handle on one stream of a store.
@@ -24,7 +26,7 @@ use crate::upcast::{Upcaster, UpcasterChain};
 /// Streams are cheap: create one per operation.
 ///
 /// ```
-/// use ledger_core::{AppendInput, ExpectedVersion, FieldMapper, MemoryStore, ReadOptions, Store, Stream};
+/// use ledger_core::{AppendInput, ExpectedVersion, FieldMapper, MemoryStore, ReadOptions, Stream};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -37,11 +39,11 @@ use crate::upcast::{Upcaster, UpcasterChain};
 /// let v1 = serde_json::json!({"account": "acct-1", "amount": 500});
 /// store.append("acct-1", vec![AppendInput::new(v1)], ExpectedVersion::Any).await?;
 ///
-/// let stream = Stream::<_, Deposited>::new(store.clone(), "acct-1")?
+/// let stream = Stream::<Deposited>::new(&store, "acct-1")?
 ///     .schema_version(2)?
 ///     .upcaster(FieldMapper::new(1).rename("amount", "cents"));
 /// let deposit = Deposited { account: "acct-1".into(), cents: 250 };
-/// stream.append(vec![deposit], ExpectedVersion::Exact(1)).await?;
+/// stream.append_one(deposit, ExpectedVersion::Exact(1)).await?;
 ///
 /// let entries = stream.read(&ReadOptions::new()).await?;
 /// let cents: Vec<u64> = entries.iter().map(|e| e.payload.cents).collect();
@@ -50,8 +52,8 @@ use crate::upcast::{Upcaster, UpcasterChain};
 /// # Ok(())
 /// # }
 /// ```
-pub struct Stream<S: Store, T, C = JsonCodec> {
-    store: S,
+pub struct Stream<T, C = JsonCodec> {
+    store: Store,
     id: String,
     codec: C,
     schema_version: u32,
@@ -59,7 +61,7 @@ pub struct Stream<S: Store, T, C = JsonCodec> {
     _payload: PhantomData<fn() -> T>,
 }
 
-impl<S: Store + Clone, T, C: Clone> Clone for Stream<S, T, C> {
+impl<T, C: Clone> Clone for Stream<T, C> {
     fn clone(&self) -> Self {
         Stream {
             store: self.store.clone(),
@@ -72,23 +74,23 @@ impl<S: Store + Clone, T, C: Clone> Clone for Stream<S, T, C> {
     }
 }
 
-impl<S: Store, T> Stream<S, T, JsonCodec>
+impl<T> Stream<T, JsonCodec>
 where
     JsonCodec: Codec<T>,
 {
     /// A stream of `T` encoded as JSON, at schema version 1.
-    pub fn new(store: S, id: impl Into<String>) -> Result<Self> {
+    pub fn new(store: impl AsRef<Store>, id: impl Into<String>) -> Result<Self> {
         Self::with_codec(store, id, JsonCodec)
     }
 }
 
-impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
+impl<T, C: Codec<T>> Stream<T, C> {
     /// A stream with a custom codec, at schema version 1.
-    pub fn with_codec(store: S, id: impl Into<String>, codec: C) -> Result<Self> {
+    pub fn with_codec(store: impl AsRef<Store>, id: impl Into<String>, codec: C) -> Result<Self> {
         let id = id.into();
         validate_stream_id(&id)?;
         Ok(Stream {
-            store,
+            store: store.as_ref().clone(),
             id,
             codec,
             schema_version: 1,
@@ -125,7 +127,7 @@ impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
     }
 
     /// The underlying store.
-    pub fn store(&self) -> &S {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -134,12 +136,18 @@ impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
         &self,
         payloads: Vec<T>,
         expected: ExpectedVersion,
-    ) -> Result<Vec<AppendOutcome<S::Id>>> {
+    ) -> Result<AppendResult> {
         self.append_inputs(
             payloads.into_iter().map(AppendInput::new).collect(),
             expected,
         )
         .await
+    }
+
+    /// Appends one payload and returns its outcome.
+    pub async fn append_one(&self, payload: T, expected: ExpectedVersion) -> Result<AppendOutcome> {
+        let result = self.append(vec![payload], expected).await?;
+        Ok(result.outcomes[0])
     }
 
     /// Appends inputs with keys, metadata and tags. Each is stamped with the stream's schema
@@ -148,7 +156,7 @@ impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
         &self,
         inputs: Vec<AppendInput<T>>,
         expected: ExpectedVersion,
-    ) -> Result<Vec<AppendOutcome<S::Id>>> {
+    ) -> Result<AppendResult> {
         let encoded = inputs
             .into_iter()
             .map(|input| {
@@ -162,15 +170,15 @@ impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
     }
 
     /// Reads one page, upcast and decoded. One undecodable entry fails the page with its id.
-    pub async fn read(&self, options: &ReadOptions<S::Id>) -> Result<Vec<Entry<S::Id, T>>> {
+    pub async fn read(&self, options: &ReadOptions) -> Result<Vec<Entry<T>>> {
         let raw = self.store.read(&self.id, options).await?;
         raw.into_iter().map(|e| self.decode(e)).collect()
     }
 
     /// Upcasts and decodes one raw entry of this stream.
-    pub fn decode(&self, entry: Entry<S::Id>) -> Result<Entry<S::Id, T>> {
+    pub fn decode(&self, entry: Entry) -> Result<Entry<T>> {
         let from = entry.schema_version;
-        let id = entry.id.to_string();
+        let id = entry.id;
         entry.map_payload(|payload: Value| {
             let current = self.upcasters.apply(payload, from, self.schema_version)?;
             self.codec
@@ -185,76 +193,169 @@ impl<S: Store, T, C: Codec<T>> Stream<S, T, C> {
     }
 
     /// Count, first/last id and last version.
-    pub async fn stat(&self) -> Result<StreamStat<S::Id>> {
+    pub async fn stat(&self) -> Result<StreamStat> {
         self.store.stat(&self.id).await
     }
 
     /// Replaces one entry's tags.
-    pub async fn set_tags(&self, id: &S::Id, tags: BTreeSet<String>) -> Result<()> {
+    pub async fn set_tags(&self, id: EntryId, tags: BTreeSet<String>) -> Result<()> {
         self.store.set_tags(&self.id, id, tags).await
     }
 
     /// Merges annotation changes into one entry (`None` deletes a key).
     pub async fn set_annotations(
         &self,
-        id: &S::Id,
+        id: EntryId,
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<()> {
         self.store.set_annotations(&self.id, id, changes).await
     }
 
     /// Deletes entries with id `<= up_to`.
-    pub async fn trim(&self, up_to: &S::Id) -> Result<u64> {
+    pub async fn trim(&self, up_to: EntryId) -> Result<u64> {
         self.store.trim(&self.id, up_to).await
     }
 
-    /// A handle that reads this stream and refuses every write with [`Error::ReadOnly`].
-    pub fn read_only(self) -> ReadOnlyStream<S, T, C> {
+    /// A handle that can only read this stream: it has no write methods at all.
+    pub fn read_only(self) -> ReadOnlyStream<T, C> {
         ReadOnlyStream { inner: self }
+    }
+
+    /// Optimistic concurrency in one call: reads the whole stream, lets `decide` turn its
+    /// entries into new payloads, and appends them expecting the version it read. If another
+    /// writer appended in between ([`Error::Conflict`]), it reads and decides again, up to
+    /// `attempts` times in all, and returns the last conflict if every attempt lost. `decide`
+    /// returning nothing appends nothing.
+    ///
+    /// ```
+    /// use ledger_core::{MemoryStore, Stream};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> ledger_core::Result<()> {
+    /// let store = MemoryStore::new();
+    /// let seats = Stream::<String>::new(&store, "flight-7")?;
+    /// // Book seat 1A unless someone holds it: the check and the append cannot race.
+    /// let booked = seats
+    ///     .decide(3, |history| {
+    ///         let taken = history.iter().any(|e| e.payload == "1A");
+    ///         Ok(if taken { vec![] } else { vec!["1A".to_owned()] })
+    ///     })
+    ///     .await?;
+    /// assert_eq!(booked.version, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn decide<F>(&self, attempts: u32, mut decide: F) -> Result<AppendResult>
+    where
+        F: FnMut(&[Entry<T>]) -> Result<Vec<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let history = self.load().await?;
+            let version = match history.last() {
+                Some(last) => last.version,
+                None => self.stat().await?.last_version,
+            };
+            let payloads = decide(&history)?;
+            if payloads.is_empty() {
+                return Ok(AppendResult {
+                    outcomes: Vec::new(),
+                    version,
+                });
+            }
+            match self.append(payloads, ExpectedVersion::Exact(version)).await {
+                Err(e) if e.is_conflict() && attempt < attempts => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Every entry of the stream, decoded, in order.
+    async fn load(&self) -> Result<Vec<Entry<T>>> {
+        let mut history = Vec::new();
+        let mut options = ReadOptions::new().limit(crate::MAX_LIMIT);
+        loop {
+            let page = self.read(&options).await?;
+            let full = page.len() == options.limit as usize;
+            options.after = page.last().map(|e| e.id);
+            history.extend(page);
+            if !full {
+                return Ok(history);
+            }
+        }
     }
 }
 
-impl<S, T, C> Stream<S, T, C>
+impl<T, C> Stream<T, C>
 where
-    S: Store + Clone + 'static,
     T: Send + 'static,
     C: Codec<T> + Clone + 'static,
 {
+    /// Every entry `options` selects, upcast and decoded, reading page after page (of
+    /// `options.limit`) as the stream is consumed. The first error ends it.
+    pub fn read_all(&self, options: ReadOptions) -> BoxStream<'static, Result<Entry<T>>> {
+        let decoder = self.clone();
+        until_error(
+            self.store
+                .read_all(&self.id, options)
+                .map(move |item| item.and_then(|entry| decoder.decode(entry))),
+        )
+    }
+
     /// Entries with version greater than `after_version` (0: from the start), upcast and decoded,
     /// then live entries as they are appended. No entry is lost or repeated across the switch.
     /// An entry that cannot be upcast or decoded is yielded as an error, which ends the
-    /// subscription (like every error that is not retried; see [`subscribe_stream`]).
+    /// subscription (like every error that is not retried; see [`crate::subscribe_stream`]).
     pub fn subscribe(
         &self,
         after_version: u64,
         options: SubscribeOptions,
-    ) -> BoxStream<'static, Result<Entry<S::Id, T>>> {
+    ) -> BoxStream<'static, Result<Entry<T>>> {
         let decoder = self.clone();
-        subscribe_stream(self.store.clone(), self.id.clone(), after_version, options)
-            .map(move |item| item.and_then(|entry| decoder.decode(entry)))
-            .scan(false, |failed, item| {
-                // The first error is the last item.
-                let next = (!*failed).then_some(item);
-                *failed = matches!(next, Some(Err(_)));
-                std::future::ready(next)
-            })
-            .boxed()
+        until_error(
+            self.store
+                .subscribe(&self.id, after_version, options)
+                .map(move |item| item.and_then(|entry| decoder.decode(entry))),
+        )
     }
 }
 
-/// A [`Stream`] that can only be read: every write returns [`Error::ReadOnly`].
-pub struct ReadOnlyStream<S: Store, T, C = JsonCodec> {
-    inner: Stream<S, T, C>,
+/// `items` up to and including its first error.
+fn until_error<T: Send + 'static>(
+    items: impl futures::Stream<Item = Result<T>> + Send + 'static,
+) -> BoxStream<'static, Result<T>> {
+    items
+        .scan(false, |failed, item| {
+            let next = (!*failed).then_some(item);
+            *failed = matches!(next, Some(Err(_)));
+            std::future::ready(next)
+        })
+        .boxed()
 }
 
-impl<S: Store, T, C: Codec<T>> ReadOnlyStream<S, T, C> {
+/// A [`Stream`] that can only be read: it has no write methods, so a write through it does not
+/// compile.
+///
+/// ```compile_fail
+/// use ledger_core::{ExpectedVersion, MemoryStore, Stream};
+/// # async fn f() -> ledger_core::Result<()> {
+/// let read_only = Stream::<u32>::new(MemoryStore::new(), "s")?.read_only();
+/// read_only.append(vec![1], ExpectedVersion::Any).await?; // no such method
+/// # Ok(())
+/// # }
+/// ```
+pub struct ReadOnlyStream<T, C = JsonCodec> {
+    inner: Stream<T, C>,
+}
+
+impl<T, C: Codec<T>> ReadOnlyStream<T, C> {
     /// The stream id.
     pub fn id(&self) -> &str {
         self.inner.id()
     }
 
     /// Reads one page, upcast and decoded.
-    pub async fn read(&self, options: &ReadOptions<S::Id>) -> Result<Vec<Entry<S::Id, T>>> {
+    pub async fn read(&self, options: &ReadOptions) -> Result<Vec<Entry<T>>> {
         self.inner.read(options).await
     }
 
@@ -264,60 +365,27 @@ impl<S: Store, T, C: Codec<T>> ReadOnlyStream<S, T, C> {
     }
 
     /// Count, first/last id and last version.
-    pub async fn stat(&self) -> Result<StreamStat<S::Id>> {
+    pub async fn stat(&self) -> Result<StreamStat> {
         self.inner.stat().await
-    }
-
-    fn refuse<R>(&self) -> Result<R> {
-        Err(Error::ReadOnly(self.inner.id.clone()))
-    }
-
-    /// Always [`Error::ReadOnly`].
-    pub async fn append(&self, _: Vec<T>, _: ExpectedVersion) -> Result<Vec<AppendOutcome<S::Id>>> {
-        self.refuse()
-    }
-
-    /// Always [`Error::ReadOnly`].
-    pub async fn append_inputs(
-        &self,
-        _: Vec<AppendInput<T>>,
-        _: ExpectedVersion,
-    ) -> Result<Vec<AppendOutcome<S::Id>>> {
-        self.refuse()
-    }
-
-    /// Always [`Error::ReadOnly`].
-    pub async fn set_tags(&self, _: &S::Id, _: BTreeSet<String>) -> Result<()> {
-        self.refuse()
-    }
-
-    /// Always [`Error::ReadOnly`].
-    pub async fn set_annotations(
-        &self,
-        _: &S::Id,
-        _: BTreeMap<String, Option<String>>,
-    ) -> Result<()> {
-        self.refuse()
-    }
-
-    /// Always [`Error::ReadOnly`].
-    pub async fn trim(&self, _: &S::Id) -> Result<u64> {
-        self.refuse()
     }
 }
 
-impl<S, T, C> ReadOnlyStream<S, T, C>
+impl<T, C> ReadOnlyStream<T, C>
 where
-    S: Store + Clone + 'static,
     T: Send + 'static,
     C: Codec<T> + Clone + 'static,
 {
+    /// See [`Stream::read_all`].
+    pub fn read_all(&self, options: ReadOptions) -> BoxStream<'static, Result<Entry<T>>> {
+        self.inner.read_all(options)
+    }
+
     /// See [`Stream::subscribe`].
     pub fn subscribe(
         &self,
         after_version: u64,
         options: SubscribeOptions,
-    ) -> BoxStream<'static, Result<Entry<S::Id, T>>> {
+    ) -> BoxStream<'static, Result<Entry<T>>> {
         self.inner.subscribe(after_version, options)
     }
 }

@@ -1,10 +1,12 @@
 //! Subscriptions: everything after a starting point, then live records as they commit.
 //!
-//! A subscription keeps a cursor (the last id or position it delivered) and reads pages past it,
-//! so the switch from catch-up to live can neither lose nor repeat a record. Once caught up it
-//! waits for the store's commit signal ([`Store::commits`]) or the poll interval, whichever comes
-//! first; the interval also covers writers in other processes. Correctness rests on the store's
-//! read guarantee: ids within a stream, and feed positions, become visible in order.
+//! A subscription keeps a cursor (the last version or feed position it delivered) and reads
+//! pages past it, so the switch from catch-up to live can neither lose nor repeat a record. Once
+//! caught up it waits for the store's commit signal ([`Store::commits`]) or the poll interval,
+//! whichever comes first; the interval also covers writers in other processes. Correctness rests
+//! on the store's read guarantee: versions within a stream, and feed positions, become visible
+//! in order. Stream subscriptions resume by version, never by id, so they hold on backends whose
+//! ids do not rise in commit order across streams.
 //!
 //! A read that fails with a transient error ([`Error::is_transient`]: a dropped connection, a
 //! restarting server, a timeout) is retried from the same cursor with growing pauses, so the
@@ -15,6 +17,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::entry::Entry;
@@ -25,7 +28,15 @@ use crate::read::ReadOptions;
 use crate::store::Store;
 
 /// How a subscription reads and waits.
+///
+/// ```
+/// use std::time::Duration;
+/// use ledger_core::SubscribeOptions;
+/// let options = SubscribeOptions::new().poll_interval(Duration::from_secs(2)).batch(100);
+/// assert!(options.retry_transient_errors);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscribeOptions {
     /// Longest wait between reads once caught up (commit signals can wake it sooner).
     pub poll_interval: Duration,
@@ -43,6 +54,31 @@ impl Default for SubscribeOptions {
             batch: 500,
             retry_transient_errors: true,
         }
+    }
+}
+
+impl SubscribeOptions {
+    /// Polls every 500 ms, reads 500 entries a page, retries transient errors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`SubscribeOptions::poll_interval`].
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`SubscribeOptions::batch`].
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Sets [`SubscribeOptions::retry_transient_errors`].
+    pub fn retry_transient_errors(mut self, retry: bool) -> Self {
+        self.retry_transient_errors = retry;
+        self
     }
 }
 
@@ -98,107 +134,95 @@ fn mark_seen(signal: &mut Option<tokio::sync::watch::Receiver<u64>>) {
 }
 
 /// Entries of `stream` with version greater than `after_version`, then live entries as they are
-/// appended. Yields an error and ends if a read fails; resubscribe from the last version seen.
-pub fn subscribe_stream<S>(
-    store: S,
+/// appended. Yields an error and ends if a read fails with an error that is not retried;
+/// resubscribe from the last version seen.
+pub fn subscribe_stream(
+    store: Store,
     stream: String,
     after_version: u64,
     options: SubscribeOptions,
-) -> BoxStream<'static, Result<Entry<S::Id>>>
-where
-    S: Store + 'static,
-{
-    struct State<S: Store> {
-        store: S,
-        stream: String,
-        cursor: Option<S::Id>,
-        after_version: u64,
-        options: SubscribeOptions,
-        signal: Option<tokio::sync::watch::Receiver<u64>>,
-        failed: bool,
-        failures: u32,
-    }
+) -> BoxStream<'static, Result<Entry>> {
     if let Err(e) = validate_stream_id(&stream) {
         return stream::once(async { Err(e) }).boxed();
     }
-    let signal = store.commits();
-    let state = State {
-        store,
-        stream,
-        cursor: None,
-        after_version,
-        options,
-        signal,
-        failed: false,
-        failures: 0,
+    let read = move |store: &Store, after: &u64, batch: u32| -> BoxFuture<'static, _> {
+        let (store, stream) = (store.clone(), stream.clone());
+        let options = ReadOptions::new().limit(batch).after_version(*after);
+        Box::pin(async move { store.read(&stream, &options).await })
     };
-    stream::unfold(state, |mut st| async move {
-        if st.failed {
-            return None;
-        }
-        loop {
-            mark_seen(&mut st.signal);
-            let mut opts = ReadOptions::new().limit(st.options.batch);
-            opts.after = st.cursor.clone();
-            let page = st.store.read(&st.stream, &opts).await;
-            if page.is_ok() {
-                st.failures = 0;
-            }
-            match page {
-                Err(e) => {
-                    if let Some(e) = on_read_error(e, &st.options, &mut st.failures).await {
-                        st.failed = true;
-                        return Some((vec![Err(e)], st));
-                    }
-                }
-                Ok(page) if page.is_empty() => {
-                    wait_for_commit(&mut st.signal, st.options.poll_interval).await;
-                }
-                Ok(page) => {
-                    st.cursor = page.last().map(|e| e.id.clone());
-                    let fresh: Vec<_> = page
-                        .into_iter()
-                        .filter(|e| e.version > st.after_version)
-                        .map(Ok)
-                        .collect();
-                    if let Some(Ok(last)) = fresh.last() {
-                        st.after_version = last.version;
-                        return Some((fresh, st));
-                    }
-                }
-            }
-        }
-    })
-    .flat_map(stream::iter)
-    .boxed()
+    let advance = |after: &mut u64, entry: &Entry| *after = entry.version;
+    flatten(tail(store, after_version, options, read, advance))
 }
 
 /// Change-feed records with position greater than `after` (from the start with `None`), then
 /// live records as they commit. Yields [`Error::NotSupported`] if the store has no change feed.
-pub fn subscribe_feed<S>(
-    store: S,
+pub fn subscribe_feed(
+    store: Store,
     after: Option<u64>,
     options: SubscribeOptions,
-) -> BoxStream<'static, Result<FeedRecord<S::Id>>>
+) -> BoxStream<'static, Result<FeedRecord>> {
+    flatten(feed_pages(store, after, options))
+}
+
+/// [`subscribe_feed`], a page of records at a time.
+pub(crate) fn feed_pages(
+    store: Store,
+    after: Option<u64>,
+    options: SubscribeOptions,
+) -> BoxStream<'static, Result<Vec<FeedRecord>>> {
+    let read = |store: &Store, after: &Option<u64>, batch: u32| -> BoxFuture<'static, _> {
+        let (store, after) = (store.clone(), *after);
+        Box::pin(async move { store.read_feed(after, batch).await })
+    };
+    let advance = |after: &mut Option<u64>, record: &FeedRecord| *after = Some(record.position);
+    tail(store, after, options, read, advance)
+}
+
+fn flatten<T: Send + 'static>(
+    pages: BoxStream<'static, Result<Vec<T>>>,
+) -> BoxStream<'static, Result<T>> {
+    pages
+        .flat_map(|page| match page {
+            Ok(items) => stream::iter(items.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => stream::iter(vec![Err(e)]),
+        })
+        .boxed()
+}
+
+/// Non-empty pages read past a cursor, forever: catching up first, then waiting for commits or
+/// the poll interval. Transient read errors are retried (see the module docs); any other error
+/// is the last item.
+fn tail<T, K>(
+    store: Store,
+    cursor: K,
+    options: SubscribeOptions,
+    read: impl Fn(&Store, &K, u32) -> BoxFuture<'static, Result<Vec<T>>> + Send + 'static,
+    advance: impl Fn(&mut K, &T) + Send + 'static,
+) -> BoxStream<'static, Result<Vec<T>>>
 where
-    S: Store + 'static,
+    T: Send + 'static,
+    K: Send + 'static,
 {
-    struct State<S> {
-        store: S,
-        after: Option<u64>,
+    struct State<K, R, A> {
+        store: Store,
+        cursor: K,
         options: SubscribeOptions,
         signal: Option<tokio::sync::watch::Receiver<u64>>,
         failed: bool,
         failures: u32,
+        read: R,
+        advance: A,
     }
     let signal = store.commits();
     let state = State {
         store,
-        after,
+        cursor,
         options,
         signal,
         failed: false,
         failures: 0,
+        read,
+        advance,
     };
     stream::unfold(state, |mut st| async move {
         if st.failed {
@@ -206,10 +230,7 @@ where
         }
         loop {
             mark_seen(&mut st.signal);
-            let page = match st.store.as_change_feed() {
-                None => Err(Error::NotSupported("this store has no change feed".into())),
-                Some(feed) => feed.read_feed(st.after, st.options.batch).await,
-            };
+            let page = (st.read)(&st.store, &st.cursor, st.options.batch).await;
             if page.is_ok() {
                 st.failures = 0;
             }
@@ -217,19 +238,20 @@ where
                 Err(e) => {
                     if let Some(e) = on_read_error(e, &st.options, &mut st.failures).await {
                         st.failed = true;
-                        return Some((vec![Err(e)], st));
+                        return Some((Err(e), st));
                     }
                 }
                 Ok(page) if page.is_empty() => {
                     wait_for_commit(&mut st.signal, st.options.poll_interval).await;
                 }
                 Ok(page) => {
-                    st.after = page.last().map(|r| r.position);
-                    return Some((page.into_iter().map(Ok).collect(), st));
+                    if let Some(last) = page.last() {
+                        (st.advance)(&mut st.cursor, last);
+                    }
+                    return Some((Ok(page), st));
                 }
             }
         }
     })
-    .flat_map(stream::iter)
     .boxed()
 }

@@ -1,18 +1,37 @@
 //! The conformance suite and model test against the reference `MemoryStore`.
 
 use ledger_core::testkit::StoreFactory;
-use ledger_core::{MemoryStore, Result, validate_table_name};
+use ledger_core::{MemoryStore, Result, Store, validate_table_name};
 
 struct Memory;
 
+/// A `MemoryStore` seen through a layer that does nothing: every behaviour must hold through
+/// it, so a layer hides no capability and changes no result.
+struct Layered;
+
+struct Passthrough;
+impl ledger_core::Layer for Passthrough {}
+
 #[async_trait::async_trait]
 impl StoreFactory for Memory {
-    type Store = MemoryStore;
+    type Handle = MemoryStore;
 
     async fn open(&self, table: &str) -> Result<MemoryStore> {
         validate_table_name(table)?;
-        Ok(MemoryStore::new())
+        Ok(MemoryStore::named(table))
     }
 }
 
-ledger_core::conformance_tests!(Memory);
+#[async_trait::async_trait]
+impl StoreFactory for Layered {
+    type Handle = Store;
+
+    async fn open(&self, table: &str) -> Result<Store> {
+        Ok(Memory.open(table).await?.layer(Passthrough))
+    }
+}
+
+ledger_core::conformance_main! {
+    memory: Memory;
+    layered: Layered;
+}

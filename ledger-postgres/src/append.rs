@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
-use ledger_core::append::{dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendOutcome, Error, ExpectedVersion, Mutation, Result};
+use ledger_core::backend::append::{dedup_keys, now, plan_append};
+use ledger_core::{AppendInput, AppendResult, EntryId, ExpectedVersion, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -71,10 +71,10 @@ pub async fn append_in_one_statement(
     stream: &str,
     inputs: &[AppendInput],
     expected: ExpectedVersion,
-) -> Result<Option<Vec<AppendOutcome<i64>>>> {
+) -> Result<Option<AppendResult>> {
     // Which inputs to write and their versions relative to the stream's current one.
-    let mut plan = plan_append::<i64, _>(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
-    let columns = Columns::of(inputs, &plan.rows)?;
+    let mut plan = plan_append(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any)?;
+    let columns = Columns::of(inputs, &plan.rows);
     let (kind, exact) = match expected {
         ExpectedVersion::Any => (0, 0),
         ExpectedVersion::NoStream => (1, 0),
@@ -87,7 +87,7 @@ pub async fn append_in_one_statement(
         &sql.append_existing
     };
     let rows = columns
-        .query(statement, stream, now(), plan.new_version, &sql.channel)
+        .query(statement, stream, now(), plan.new_version, &sql.names.table)
         .bind(kind)
         .bind(exact)
         .fetch_all(pool)
@@ -109,8 +109,8 @@ pub async fn append_in_one_statement(
     rows.sort_unstable();
     // The database put the rows after the stream's previous version.
     plan.rebase((rows[0].0 - 1) as u64);
-    let ids: Vec<i64> = rows.into_iter().map(|(_, id)| id).collect();
-    Ok(Some(plan.outcomes(&ids)))
+    let ids: Vec<EntryId> = rows.into_iter().map(|(_, id)| EntryId::new(id)).collect();
+    Ok(Some(plan.result(&ids)))
 }
 
 /// Appends inside the caller's transaction; see [`crate::PostgresStore::append_in`].
@@ -121,36 +121,38 @@ pub async fn append_on(
     stream: &str,
     inputs: Vec<AppendInput>,
     expected: ExpectedVersion,
-) -> Result<Vec<AppendOutcome<i64>>> {
+) -> Result<AppendResult> {
     let current = lock_stream(conn, sql, stream).await?;
     let keys = dedup_keys(&inputs);
     // A stream that was never written holds no entries, so none of its keys can be taken.
-    let stored: HashMap<String, i64> = if keys.is_empty() || current == 0 {
+    let stored: HashMap<String, EntryId> = if keys.is_empty() || current == 0 {
         HashMap::new()
     } else {
-        sqlx::query_as(&sql.dedup_lookup)
+        let found: Vec<(String, i64)> = sqlx::query_as(&sql.dedup_lookup)
             .bind(stream)
             .bind(&keys)
             .fetch_all(&mut *conn)
             .await
-            .map_err(backend_err)?
+            .map_err(backend_err)?;
+        found
             .into_iter()
+            .map(|(key, id)| (key, EntryId::new(id)))
             .collect()
     };
     let plan = plan_append(stream, &inputs, current, &stored, expected)?;
     if plan.is_empty() {
-        return Ok(plan.outcomes(&[]));
+        return Ok(plan.result(&[]));
     }
 
     let created_at = now();
-    let columns = Columns::of(&inputs, &plan.rows)?;
+    let columns = Columns::of(&inputs, &plan.rows);
     let bind_rows = |statement| {
         columns.query(
             statement,
             stream,
             created_at,
             plan.new_version,
-            &sql.channel,
+            &sql.names.table,
         )
     };
 
@@ -160,31 +162,33 @@ pub async fn append_on(
             .await
             .map_err(backend_err)?;
         let first = plan.rows[0].1;
-        let mut ids = vec![0i64; rows.len()];
+        let mut ids = vec![EntryId::default(); rows.len()];
         for row in rows {
             let version: i64 = row.try_get(1).map_err(backend_err)?;
-            ids[(version as u64 - first) as usize] = row.try_get(0).map_err(backend_err)?;
+            let id: i64 = row.try_get(0).map_err(backend_err)?;
+            ids[(version as u64 - first) as usize] = EntryId::new(id);
         }
-        return Ok(plan.outcomes(&ids));
+        return Ok(plan.result(&ids));
     }
 
     // The feed record carries the entries' ids, so they are allocated first.
-    let mut ids: Vec<i64> = sqlx::query_scalar(&sql.allocate_ids)
+    let mut raw: Vec<i64> = sqlx::query_scalar(&sql.allocate_ids)
         .bind(plan.rows.len() as i64)
         .fetch_all(&mut *conn)
         .await
         .map_err(backend_err)?;
     // Sequence values are distinct; sorted, they give ascending ids to ascending versions.
-    ids.sort_unstable();
+    raw.sort_unstable();
+    let ids: Vec<EntryId> = raw.iter().copied().map(EntryId::new).collect();
     let entries = plan.entries(stream, &inputs, &ids, created_at);
-    let feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(Error::Encode)?;
+    let feed_text = ledger_sql::json_text(&Mutation::Append { entries });
     bind_rows(&sql.insert_entries_with_feed)
-        .bind(&ids)
+        .bind(&raw)
         .bind(&feed_text)
         .execute(&mut *conn)
         .await
         .map_err(backend_err)?;
-    Ok(plan.outcomes(&ids))
+    Ok(plan.result(&ids))
 }
 
 /// An append's rows as parallel arrays, bound to `unnest`.
@@ -201,16 +205,16 @@ struct Columns {
 
 impl Columns {
     /// The rows `(input index, version)` of `inputs`, encoded.
-    fn of(inputs: &[AppendInput], rows: &[(usize, u64)]) -> Result<Self> {
+    fn of(inputs: &[AppendInput], rows: &[(usize, u64)]) -> Self {
         let mut columns = Columns::with_capacity(rows.len());
         for &(index, version) in rows {
-            columns.push(&inputs[index], version)?;
+            columns.push(&inputs[index], version);
         }
-        Ok(columns)
+        columns
     }
 
     /// `statement` with $1..=$12 bound: stream, created_at, the eight columns, the stream's
-    /// new (or relative) version and the notification channel.
+    /// new (or relative) version and the notification's payload (the table).
     fn query<'q>(
         &'q self,
         statement: &'q str,
@@ -247,25 +251,26 @@ impl Columns {
         }
     }
 
-    fn push(&mut self, input: &AppendInput, version: u64) -> Result<()> {
+    fn push(&mut self, input: &AppendInput, version: u64) {
         self.versions.push(version as i64);
-        let exact = serde_json::to_string(&input.payload).map_err(Error::Encode)?;
-        if needs_exact_copy(&input.payload) {
-            let storable = without_nul(&input.payload);
-            self.payloads
-                .push(serde_json::to_string(&storable).map_err(Error::Encode)?);
-            self.exact_payloads.push(Some(exact));
-        } else {
-            self.payloads.push(exact);
-            self.exact_payloads.push(None);
-        }
+        let (payload, exact) = payload_columns(&input.payload);
+        self.payloads.push(payload);
+        self.exact_payloads.push(exact);
         self.order_keys.push(input.order_key.clone());
         self.dedup_keys.push(input.dedup_key.clone());
         self.schema_versions.push(i64::from(input.schema_version));
-        self.metadata
-            .push(serde_json::to_string(&input.metadata).map_err(Error::Encode)?);
-        self.tags
-            .push(serde_json::to_string(&input.tags).map_err(Error::Encode)?);
-        Ok(())
+        self.metadata.push(ledger_sql::json_text(&input.metadata));
+        self.tags.push(ledger_sql::json_text(&input.tags));
+    }
+}
+
+/// A payload as its two columns: the JSON text for the JSONB column, and the exact text when
+/// JSONB would not give the payload back exactly (see [`needs_exact_copy`]).
+pub fn payload_columns(payload: &Value) -> (String, Option<String>) {
+    let exact = ledger_sql::json_text(payload);
+    if needs_exact_copy(payload) {
+        (ledger_sql::json_text(&without_nul(payload)), Some(exact))
+    } else {
+        (exact, None)
     }
 }

@@ -16,7 +16,7 @@
 
 use sqlx::PgConnection;
 
-use ledger_core::{Error, Mutation, Result};
+use ledger_core::{Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -26,13 +26,12 @@ pub async fn record(
     conn: &mut PgConnection,
     sql: &Statements,
     stream: &str,
-    mutation: &Mutation<i64>,
+    mutation: &Mutation,
 ) -> Result<()> {
-    let text = serde_json::to_string(mutation).map_err(Error::Encode)?;
     sqlx::query(&sql.record_feed)
         .bind(stream)
-        .bind(text)
-        .bind(&sql.channel)
+        .bind(ledger_sql::json_text(mutation))
+        .bind(&sql.names.table)
         .execute(conn)
         .await
         .map_err(backend_err)?;

@@ -1,41 +1,62 @@
-//! Wake-ups from LISTEN/NOTIFY: appends and feed records notify the store's channel at COMMIT;
-//! one listener connection per store turns notifications into commit signals for subscriptions.
+//! Wake-ups from LISTEN/NOTIFY: appends and feed records notify the channel [`CHANNEL`] at
+//! COMMIT, with their store's table as the payload; one listener connection per database turns
+//! notifications into the commit signals of the stores on it.
 //!
 //! The listener has a connection of its own, opened with the store pool's options outside that
-//! pool: a LISTEN connection is held for the store's life, and taking it from the pool would
-//! leave one connection fewer for everything else (none, for a pool of one).
+//! pool: a LISTEN connection is held for as long as stores listen, and taking it from the pool
+//! would leave one connection fewer for everything else (none, for a pool of one). One channel
+//! for every store means the listener never has to LISTEN again when a store joins.
 //!
-//! A lost connection is re-established by the listener; since notifications sent meanwhile are
-//! lost, every reconnect also signals, so subscribers re-read from their cursors (they never rely
-//! on a notification for correctness, only for promptness; polling remains the fallback).
+//! A lost connection is re-established (sqlx listens again); since notifications sent meanwhile
+//! are lost, every reconnect signals every store, so subscribers re-read from their cursors.
+//! They never rely on a notification for correctness, only for promptness; polling remains the
+//! fallback.
 
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
-use ledger_core::Lifecycle;
+use ledger_core::backend::CommitSignal;
+
+/// The channel every store notifies, with its table as the payload.
+pub const CHANNEL: &str = "ledger_commits";
+
+/// The stores' signals by table.
+type Signals = Arc<Mutex<HashMap<String, Vec<Weak<CommitSignal>>>>>;
 
 /// A running listener: its connection and the task reading it.
 pub struct Listener {
     /// Holds the one LISTEN connection; reconnects go through it.
     pool: PgPool,
+    signals: Signals,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
-    /// Listens on `channel` (with a connection like `store_pool`'s) until the store (its
-    /// lifecycle) is dropped or [`Listener::stop`] is called.
-    pub fn spawn(store_pool: &PgPool, channel: String, lifecycle: Weak<Lifecycle>) -> Self {
+    /// A listener with a connection like `store_pool`'s, waking no store yet.
+    pub fn spawn(store_pool: &PgPool) -> Self {
         let options = store_pool.connect_options().as_ref().clone();
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(options);
-        let task = tokio::spawn(listen(pool.clone(), channel, lifecycle));
-        Listener { pool, task }
+        let signals = Signals::default();
+        let task = tokio::spawn(listen(pool.clone(), signals.clone()));
+        Listener {
+            pool,
+            signals,
+            task,
+        }
+    }
+
+    /// Raises `signal` on every notification for `table`, from now on.
+    pub fn add(&self, table: &str, signal: Weak<CommitSignal>) {
+        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals.entry(table.to_owned()).or_default().push(signal);
     }
 
     /// Stops listening and closes the connection.
@@ -51,7 +72,17 @@ impl Drop for Listener {
     }
 }
 
-async fn listen(pool: PgPool, channel: String, lifecycle: Weak<Lifecycle>) {
+/// Raises the signals of `table` (of every table with `None`), forgetting closed stores'.
+fn raise(signals: &Signals, table: Option<&str>) {
+    let mut signals = signals.lock().unwrap_or_else(|p| p.into_inner());
+    for (name, list) in signals.iter_mut() {
+        if table.is_none_or(|t| t == name) {
+            list.retain(|s| s.upgrade().inspect(|signal| signal.committed()).is_some());
+        }
+    }
+}
+
+async fn listen(pool: PgPool, signals: Signals) {
     let mut pause = Duration::from_millis(100);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -63,25 +94,24 @@ async fn listen(pool: PgPool, channel: String, lifecycle: Weak<Lifecycle>) {
                 continue;
             }
         };
-        if let Err(e) = listener.listen(&channel).await {
-            tracing::warn!(error = %e, channel, "LISTEN failed; retrying");
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
             tokio::time::sleep(pause).await;
             continue;
         }
         pause = Duration::from_millis(100);
+        // Listening (again): anything may have happened while we were not.
+        raise(&signals, None);
         loop {
-            let Some(lifecycle) = lifecycle.upgrade() else {
-                return;
-            };
-            // Listening (again): anything may have happened while we were not.
-            lifecycle.committed();
-            drop(lifecycle);
             match listener.try_recv().await {
-                Ok(Some(_)) => {}
-                // The connection dropped; the next try_recv reconnects and re-listens.
-                Ok(None) => tracing::debug!(channel, "LISTEN connection lost; reconnecting"),
+                Ok(Some(n)) => raise(&signals, Some(n.payload())),
+                // The connection dropped and sqlx listens again on a new one.
+                Ok(None) => {
+                    tracing::debug!("LISTEN connection lost; listening again");
+                    raise(&signals, None);
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, channel, "LISTEN failed; reconnecting");
+                    tracing::warn!(error = %e, "LISTEN failed; reconnecting");
                     break;
                 }
             }

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
+use ledger_core::{Direction, Entry, EntryId, Error, ReadOptions, Result};
 
 use crate::backend_err;
 
@@ -35,14 +35,19 @@ pub fn push_search(q: &mut QueryBuilder<'_, Postgres>, text: &str) {
 }
 
 /// Appends the conditions of `options` (cursor and filters), the order and the limit.
-pub fn push_conditions(q: &mut QueryBuilder<'_, Postgres>, options: &ReadOptions<i64>) {
+pub fn push_conditions(q: &mut QueryBuilder<'_, Postgres>, options: &ReadOptions) {
     let f = &options.filter;
+    let past = match options.direction {
+        Direction::Ascending => ">",
+        Direction::Descending => "<",
+    };
     if let Some(after) = options.after {
-        q.push(match options.direction {
-            Direction::Ascending => " AND id > ",
-            Direction::Descending => " AND id < ",
-        });
-        q.push_bind(after);
+        q.push(format_args!(" AND id {past} "))
+            .push_bind(after.get());
+    }
+    if let Some(version) = options.after_version {
+        q.push(format_args!(" AND version {past} "))
+            .push_bind(ledger_sql::stored_version(version));
     }
     if let Some(key) = &f.order_key {
         q.push(" AND order_key = ").push_bind(key.clone());
@@ -78,7 +83,7 @@ fn tags_json(tags: &[&String]) -> serde_json::Value {
 }
 
 /// Decodes a row selected with `Statements::read_columns`.
-pub fn entry_from_row(row: &PgRow) -> Result<Entry<i64>> {
+pub fn entry_from_row(row: &PgRow) -> Result<Entry> {
     let version: i64 = row.try_get(2).map_err(backend_err)?;
     let schema_version: i64 = row.try_get(6).map_err(backend_err)?;
     let exact: Option<&str> = row.try_get(12).map_err(backend_err)?;
@@ -96,8 +101,9 @@ pub fn entry_from_row(row: &PgRow) -> Result<Entry<i64>> {
     let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(7).map_err(backend_err)?;
     let Json(tags): Json<BTreeSet<String>> = row.try_get(8).map_err(backend_err)?;
     let Json(annotations): Json<BTreeMap<String, String>> = row.try_get(9).map_err(backend_err)?;
+    let id: i64 = row.try_get(0).map_err(backend_err)?;
     Ok(Entry {
-        id: row.try_get(0).map_err(backend_err)?,
+        id: EntryId::new(id),
         stream: row.try_get(1).map_err(backend_err)?,
         version: version as u64,
         payload,

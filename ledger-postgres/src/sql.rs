@@ -1,5 +1,7 @@
 //! Statement texts of one store, built once from the validated table name.
 
+use crate::listen::CHANNEL;
+
 /// PostgreSQL truncates identifiers to 63 bytes.
 const MAX_IDENT: usize = 63;
 
@@ -13,8 +15,6 @@ pub struct Names {
     pub feed: String,
     pub feed_head: String,
     pub cursors: String,
-    /// The LISTEN/NOTIFY channel.
-    pub channel: String,
     /// The full-text index.
     pub fts_index: String,
 }
@@ -45,7 +45,6 @@ impl Names {
             feed: derived("", table, "feed"),
             feed_head: derived("", table, "feed_head"),
             cursors: derived("", table, "cursors"),
-            channel: derived("ledger_", table, "changes"),
             fts_index: derived("", table, "fts"),
         }
     }
@@ -64,8 +63,6 @@ impl Names {
 /// Every fixed statement a store runs, with its table names filled in.
 pub struct Statements {
     pub names: Names,
-    /// The LISTEN/NOTIFY channel of this store.
-    pub channel: String,
     pub lock_stream: String,
     pub dedup_lookup: String,
     pub allocate_ids: String,
@@ -82,7 +79,13 @@ pub struct Statements {
     pub stat: String,
     pub list_streams: String,
     pub set_tags: String,
+    pub replace_tags: String,
+    pub replace_annotations: String,
     pub entry_exists: String,
+    pub held: String,
+    pub insert_replicated: String,
+    pub raise_stream_versions: String,
+    pub raise_ids: String,
     pub set_annotations: String,
     pub trim: String,
     pub drop_stream_lock: String,
@@ -167,7 +170,7 @@ impl Statements {
                 RETURNING id, version
             )
             SELECT rows.id, rows.version FROM rows
-            CROSS JOIN (SELECT pg_notify($12, '')) AS notified"#
+            CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified"#
             )
         };
         let append_admitting_new = one_statement(format!(
@@ -186,7 +189,6 @@ impl Statements {
         Statements {
             append_admitting_new,
             append_existing,
-            channel: names.channel.clone(),
             lock_stream: format!(
                 r#"INSERT INTO "{streams}" (stream, version) VALUES ($1, 0)
                    ON CONFLICT (stream) DO UPDATE SET version = "{streams}".version
@@ -197,17 +199,20 @@ impl Statements {
             ),
             allocate_ids: format!(r#"SELECT nextval('"{ids}"') FROM generate_series(1, $1)"#),
             insert_entries_with_feed: format!(
-                "WITH {}, {} SELECT pg_notify($12, '')",
+                "WITH {}, {} SELECT pg_notify('{CHANNEL}', $12)",
                 insert_entries("($13::bigint[])[u.ord]"),
                 feed_record("$1", "$14")
             ),
             insert_entries: format!(
                 "WITH {} SELECT rows.id, rows.version FROM rows \
-                 CROSS JOIN (SELECT pg_notify($12, '')) AS notified",
+                 CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified",
                 insert_entries(&format!("nextval('\"{ids}\"')"))
             ),
             lock_feed: format!(r#"SELECT position FROM "{feed_head}" FOR UPDATE"#),
-            record_feed: format!("WITH {} SELECT pg_notify($3, '')", feed_record("$1", "$2")),
+            record_feed: format!(
+                "WITH {} SELECT pg_notify('{CHANNEL}', $3)",
+                feed_record("$1", "$2")
+            ),
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
                    metadata, tags, annotations, created_at, updated_at, payload_exact
@@ -227,14 +232,45 @@ impl Statements {
             // Both match nothing when nothing would change (see `entry_exists`).
             set_tags: format!(
                 r#"UPDATE "{t}" SET tags = $1::jsonb, updated_at = $2
-                   WHERE stream = $3 AND id = $4 AND tags IS DISTINCT FROM $1::jsonb"#
+                   WHERE stream = $3 AND id = $4 AND tags IS DISTINCT FROM $1::jsonb
+                   RETURNING version"#
             ),
             // One statement: merge and delete happen atomically, whoever else is writing.
             set_annotations: format!(
                 r#"UPDATE "{t}" SET annotations = (annotations || $1::jsonb) - $2::text[],
                    updated_at = $3
                    WHERE stream = $4 AND id = $5
-                   AND (annotations || $1::jsonb) - $2::text[] IS DISTINCT FROM annotations"#
+                   AND (annotations || $1::jsonb) - $2::text[] IS DISTINCT FROM annotations
+                   RETURNING version, annotations"#
+            ),
+            replace_tags: format!(
+                r#"UPDATE "{t}" SET tags = $1::jsonb, updated_at = $2 WHERE stream = $3 AND id = $4"#
+            ),
+            replace_annotations: format!(
+                r#"UPDATE "{t}" SET annotations = $1::jsonb, updated_at = $2
+                   WHERE stream = $3 AND id = $4"#
+            ),
+            held: format!(r#"SELECT id, stream, version FROM "{t}" WHERE id = ANY($1)"#),
+            insert_replicated: format!(
+                r#"INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
+                                   dedup_key, schema_version, metadata, tags, annotations,
+                                   created_at, updated_at)
+                SELECT u.id, u.stream, u.version, u.payload::jsonb, u.payload_exact, u.order_key,
+                       u.dedup_key, u.schema_version, u.metadata::jsonb, u.tags::jsonb,
+                       u.annotations::jsonb, u.created_at, u.updated_at
+                FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[],
+                            $11::text[], $12::timestamptz[], $13::timestamptz[])
+                     AS u(id, stream, version, payload, payload_exact, order_key, dedup_key,
+                          schema_version, metadata, tags, annotations, created_at, updated_at)"#
+            ),
+            raise_stream_versions: format!(
+                r#"INSERT INTO "{streams}" AS s (stream, version)
+                   SELECT * FROM unnest($1::text[], $2::bigint[])
+                   ON CONFLICT (stream) DO UPDATE SET version = GREATEST(s.version, excluded.version)"#
+            ),
+            raise_ids: format!(
+                r#"SELECT setval('"{ids}"', GREATEST($1, (SELECT last_value FROM "{ids}")))"#
             ),
             entry_exists: format!(r#"SELECT 1 FROM "{t}" WHERE stream = $1 AND id = $2"#),
             trim: format!(r#"DELETE FROM "{t}" WHERE stream = $1 AND id <= $2"#),

@@ -20,7 +20,7 @@ struct PostgresWithoutFeed;
 
 #[async_trait::async_trait]
 impl StoreFactory for Postgres {
-    type Store = PostgresStore;
+    type Handle = PostgresStore;
 
     async fn open(&self, table: &str) -> Result<PostgresStore> {
         PostgresStore::builder()
@@ -34,7 +34,7 @@ impl StoreFactory for Postgres {
 
 #[async_trait::async_trait]
 impl StoreFactory for PostgresWithoutFeed {
-    type Store = PostgresStore;
+    type Handle = PostgresStore;
 
     async fn open(&self, table: &str) -> Result<PostgresStore> {
         PostgresStore::builder()
@@ -72,10 +72,7 @@ impl TransactionalFactory for Postgres {
     }
 }
 
-mod with_change_feed {
-    ledger_core::conformance_tests!(super::Postgres, transactions);
-}
-
-mod without_change_feed {
-    ledger_core::conformance_tests!(super::PostgresWithoutFeed);
+ledger_core::conformance_main! {
+    with_change_feed: Postgres, transactions;
+    without_change_feed: PostgresWithoutFeed;
 }

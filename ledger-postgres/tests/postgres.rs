@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ledger_core::testkit::server::server_url;
-use ledger_core::testkit::{CountingStore, assert_ends_with_corrupt_data, fresh_table};
+use ledger_core::testkit::{ReadCounter, assert_ends_with_corrupt_data, fresh_table};
 use ledger_core::{
-    AppendInput, AppendOutcome, BackendErrorKind, Error, ExpectedVersion, ReadOptions, Store,
+    AppendInput, AppendOutcome, BackendErrorKind, Error, ExpectedVersion, ReadOptions, SearchQuery,
     Stream, SubscribeOptions,
 };
-use ledger_postgres::{PostgresStore, SCHEMA_VERSION, SearchMode};
+use ledger_postgres::{PostgresStore, SCHEMA_VERSION};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -115,7 +115,7 @@ async fn append_in_caller_transaction_rolls_back_with_it() {
         .await
         .unwrap();
     assert!(matches!(
-        outcome[0],
+        outcome.outcomes[0],
         AppendOutcome::Appended { version: 1, .. }
     ));
 }
@@ -166,12 +166,9 @@ async fn notify_wakes_a_subscription_long_before_its_poll_interval() {
     let reader = open(&table, false).await;
     // A second handle (its own pool) stands in for another process: no in-process signal.
     let writer = open(&table, false).await;
-    let slow_polling = SubscribeOptions {
-        poll_interval: Duration::from_secs(60),
-        ..SubscribeOptions::default()
-    };
-    let counted = CountingStore::new(reader.clone());
-    let stream = Stream::<_, serde_json::Value>::new(counted.clone(), "orders").unwrap();
+    let slow_polling = SubscribeOptions::new().poll_interval(Duration::from_secs(60));
+    let (counted_reader, counted) = ReadCounter::wrap(&reader);
+    let stream = Stream::<serde_json::Value>::new(&counted_reader, "orders").unwrap();
     let mut live = stream.subscribe(0, slow_polling);
     let first = tokio::spawn(async move { live.next().await });
     // The subscription's first read found nothing: only a wake-up can bring the entry now.
@@ -195,13 +192,10 @@ async fn subscriptions_resume_after_their_connections_are_killed() {
     let name = format!("ledger-kill-{table}");
     let reader = named_store(&table, &name, true).await;
     let writer = open(&table, true).await;
-    let fast = SubscribeOptions {
-        poll_interval: Duration::from_millis(50),
-        ..SubscribeOptions::default()
-    };
-    let stream = Stream::<_, serde_json::Value>::new(reader.clone(), "s").unwrap();
+    let fast = SubscribeOptions::new().poll_interval(Duration::from_millis(50));
+    let stream = Stream::<serde_json::Value>::new(&reader, "s").unwrap();
     let mut entries = stream.subscribe(0, fast);
-    let mut feed = ledger_core::subscribe_feed(reader.clone(), None, fast);
+    let mut feed = reader.subscribe_feed(None, fast);
 
     writer
         .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
@@ -300,12 +294,7 @@ async fn calls_after_the_server_drops_connections_fail_typed_then_recover() {
 
 #[tokio::test]
 async fn full_text_search_matches_words_with_its_index() {
-    let store = PostgresStore::builder()
-        .table(fresh_table())
-        .search_mode(SearchMode::FullText)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&fresh_table(), false).await;
     store.ensure_search_index().await.unwrap();
     store.ensure_search_index().await.expect("idempotent");
     let inputs = [
@@ -326,41 +315,28 @@ async fn full_text_search_matches_words_with_its_index() {
         )
         .await
         .unwrap();
-    let search = store.as_search().unwrap();
-    let notes = |entries: Vec<ledger_core::Entry<i64>>| -> Vec<String> {
+    let notes = |entries: Vec<ledger_core::Entry>| -> Vec<String> {
         entries
             .into_iter()
             .map(|e| e.payload["note"].as_str().unwrap().to_owned())
             .collect()
     };
-    let front = search
-        .search(Some("a"), "front desk", &ReadOptions::new())
+    let words = SearchQuery::full_text;
+    let front = store
+        .search(Some("a"), words("front desk"), &ReadOptions::new())
         .await
         .unwrap();
     assert_eq!(notes(front), ["Parcel delivered to the FRONT desk"]);
-    let parcels = search
-        .search(None, "parcel", &ReadOptions::new())
+    let parcels = store
+        .search(None, words("parcel"), &ReadOptions::new())
         .await
         .unwrap();
     assert_eq!(parcels.len(), 3, "across streams");
-    let not_lost = search
-        .search(Some("a"), "parcel -lost", &ReadOptions::new())
+    let not_lost = store
+        .search(Some("a"), words("parcel -lost"), &ReadOptions::new())
         .await
         .unwrap();
     assert_eq!(notes(not_lost), ["Parcel delivered to the FRONT desk"]);
-}
-
-#[tokio::test]
-async fn search_index_is_not_supported_in_substring_mode() {
-    let store = PostgresStore::builder()
-        .table(fresh_table())
-        .connect(&url())
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.ensure_search_index().await,
-        Err(Error::NotSupported(_))
-    ));
 }
 
 #[tokio::test]
@@ -639,12 +615,7 @@ async fn rename_onto_a_name_left_at_version_0_by_a_failed_append_succeeds() {
 #[tokio::test]
 async fn ensure_search_index_rebuilds_an_invalid_index() {
     let table = fresh_table();
-    let store = PostgresStore::builder()
-        .table(&table)
-        .search_mode(SearchMode::FullText)
-        .connect(&url())
-        .await
-        .unwrap();
+    let store = open(&table, false).await;
     store.ensure_search_index().await.unwrap();
     let index = format!("\"{table}_fts\"");
     let valid = async || -> bool {
@@ -705,10 +676,6 @@ async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
     .execute(store.pool())
     .await
     .unwrap();
-    let fast = SubscribeOptions {
-        poll_interval: Duration::from_millis(20),
-        ..SubscribeOptions::default()
-    };
-    let mut entries = ledger_core::subscribe_stream(store.clone(), "s".into(), 0, fast);
-    assert_ends_with_corrupt_data(&mut entries).await;
+    let fast = SubscribeOptions::new().poll_interval(Duration::from_millis(20));
+    assert_ends_with_corrupt_data(&mut store.subscribe("s", 0, fast)).await;
 }

@@ -8,7 +8,8 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use ledger_core::{BackendErrorKind, Error, FeedRecord, Result, StreamStat, stored_position};
+use ledger_core::backend::{feed_record_from_stored, stored_position};
+use ledger_core::{BackendErrorKind, EntryId, Error, FeedRecord, Result, StreamStat};
 
 /// A driver error as the SDK's error, with its kind read from the error (and, for database
 /// errors, from the backend's code: see [`database_error_kind`]).
@@ -116,20 +117,33 @@ pub fn json_renders_verbatim(text: &str) -> bool {
     !text.chars().any(|c| c == '"' || c == '\\' || c < ' ')
 }
 
+/// A version as the SQL backends compare it (`BIGINT`): versions beyond `i64::MAX` cannot be
+/// stored, so every stored version is below the largest one.
+pub fn stored_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// JSON text of a value that always serializes (maps and sets of strings, JSON values).
+pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("string maps, string sets and JSON values serialize")
+}
+
 /// The [`StreamStat`] of `stream` from a row of `COUNT(*), MIN(id), MAX(id), version` (the
 /// version `NULL` for a stream never written).
-pub fn stream_stat<R: Row>(stream: &str, row: &R) -> Result<StreamStat<i64>>
+pub fn stream_stat<R: Row>(stream: &str, row: &R) -> Result<StreamStat>
 where
     usize: ColumnIndex<R>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let count: i64 = row.try_get(0).map_err(backend_err)?;
+    let first: Option<i64> = row.try_get(1).map_err(backend_err)?;
+    let last: Option<i64> = row.try_get(2).map_err(backend_err)?;
     let version: Option<i64> = row.try_get(3).map_err(backend_err)?;
     Ok(StreamStat {
         stream: stream.to_owned(),
         count: count as u64,
-        first_id: row.try_get(1).map_err(backend_err)?,
-        last_id: row.try_get(2).map_err(backend_err)?,
+        first_id: first.map(EntryId::new),
+        last_id: last.map(EntryId::new),
         last_version: version.unwrap_or(0) as u64,
     })
 }
@@ -140,7 +154,7 @@ pub async fn require_entry<DB>(
     conn: &mut DB::Connection,
     exists: &str,
     stream: &str,
-    id: i64,
+    id: EntryId,
 ) -> Result<()>
 where
     DB: Database,
@@ -151,7 +165,7 @@ where
 {
     let found = sqlx::query(exists)
         .bind(stream)
-        .bind(id)
+        .bind(id.get())
         .fetch_optional(conn)
         .await
         .map_err(backend_err)?;
@@ -162,10 +176,10 @@ where
 }
 
 /// The saved position of cursor `name`, with `get` selecting `position` by `name`.
-pub async fn get_cursor<DB>(pool: &Pool<DB>, get: &str, name: &str) -> Result<Option<u64>>
+pub async fn get_cursor<'e, DB, E>(executor: E, get: &str, name: &str) -> Result<Option<u64>>
 where
     DB: Database,
-    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    E: Executor<'e, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Type<DB>,
@@ -173,7 +187,7 @@ where
 {
     let row = sqlx::query(get)
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
         .map_err(backend_err)?;
     row.map(|r| r.try_get::<i64, _>(0).map(|p| p as u64))
@@ -182,10 +196,10 @@ where
 }
 
 /// Saves `position` for cursor `name` with `set` (an upsert that keeps the greater position).
-pub async fn set_cursor<DB>(pool: &Pool<DB>, set: &str, name: &str, position: u64) -> Result<()>
+pub async fn set_cursor<'e, DB, E>(executor: E, set: &str, name: &str, position: u64) -> Result<()>
 where
     DB: Database,
-    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    E: Executor<'e, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -193,7 +207,7 @@ where
     sqlx::query(set)
         .bind(name)
         .bind(stored_position(position)?)
-        .execute(pool)
+        .execute(executor)
         .await
         .map_err(backend_err)?;
     Ok(())
@@ -220,7 +234,7 @@ pub async fn read_feed<DB>(
     read: &str,
     after: Option<u64>,
     limit: u32,
-) -> Result<Vec<FeedRecord<i64>>>
+) -> Result<Vec<FeedRecord>>
 where
     DB: Database,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
@@ -242,7 +256,7 @@ where
             let position: i64 = row.try_get(0).map_err(backend_err)?;
             let stream: String = row.try_get(1).map_err(backend_err)?;
             let mutation: &str = row.try_get(2).map_err(backend_err)?;
-            FeedRecord::from_stored(position, stream, mutation)
+            feed_record_from_stored(position, stream, mutation)
         })
         .collect()
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use ledger_core::append::{AppendPlan, dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendOutcome, Error, ExpectedVersion, Mutation, Result};
+use ledger_core::backend::append::{AppendPlan, dedup_keys, now, plan_append};
+use ledger_core::{AppendInput, AppendResult, EntryId, Error, ExpectedVersion, Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -48,7 +48,7 @@ pub async fn stream_version(
 struct Decision {
     version: u64,
     last_id: i64,
-    stored: HashMap<String, i64>,
+    stored: HashMap<String, EntryId>,
 }
 
 async fn read_decision(
@@ -96,7 +96,7 @@ async fn read_decision(
             1 => decision.last_id = value,
             _ => {
                 let key = row.try_get(1).map_err(backend_err)?;
-                decision.stored.insert(key, value);
+                decision.stored.insert(key, EntryId::new(value));
             }
         }
     }
@@ -112,7 +112,7 @@ pub async fn append_on(
     stream: &str,
     inputs: Vec<AppendInput>,
     expected: ExpectedVersion,
-) -> Result<Vec<AppendOutcome<i64>>> {
+) -> Result<AppendResult> {
     let written = decide_and_write(conn, sql, change_feed, tx, stream, &inputs, expected).await;
     if tx == Transaction::Own && !matches!(written, Ok((_, true))) {
         // Nothing was committed (a conflict, only duplicates, or a failure): end the
@@ -144,7 +144,7 @@ async fn decide_and_write(
     stream: &str,
     inputs: &[AppendInput],
     expected: ExpectedVersion,
-) -> Result<(Vec<AppendOutcome<i64>>, bool)> {
+) -> Result<(AppendResult, bool)> {
     let keys = dedup_keys(inputs);
     // Retried appends are rare: first assume every dedup key is free and let the dedup index
     // object. Only a transaction of our own can be rolled back to decide again.
@@ -181,7 +181,7 @@ async fn attempt(
     inputs: &[AppendInput],
     expected: ExpectedVersion,
     lookup: Option<&[&str]>,
-) -> std::result::Result<(Vec<AppendOutcome<i64>>, bool), Attempt> {
+) -> std::result::Result<(AppendResult, bool), Attempt> {
     let guessing = lookup.is_none();
     let decision = read_decision(conn, sql, tx, stream, lookup.unwrap_or(&[]))
         .await
@@ -193,7 +193,7 @@ async fn attempt(
         Err(e) => return Err(Attempt::Failed(e)),
     };
     if plan.is_empty() {
-        return Ok((plan.outcomes(&[]), false));
+        return Ok((plan.result(&[]), false));
     }
     write_plan(conn, sql, change_feed, tx, stream, inputs, &decision, plan)
         .await
@@ -217,13 +217,11 @@ async fn write_plan(
     stream: &str,
     inputs: &[AppendInput],
     decision: &Decision,
-    plan: AppendPlan<i64>,
-) -> std::result::Result<(Vec<AppendOutcome<i64>>, bool), sqlx::Error> {
-    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
-
+    plan: AppendPlan,
+) -> std::result::Result<(AppendResult, bool), sqlx::Error> {
     // The write lock is held: the next ids are the table's last id + 1, + 2, …
-    let ids: Vec<i64> = (1..=plan.rows.len() as i64)
-        .map(|k| decision.last_id + k)
+    let ids: Vec<EntryId> = (1..=plan.rows.len() as i64)
+        .map(|k| EntryId::new(decision.last_id + k))
         .collect();
     let created_at = now();
     let micros = created_at.timestamp_micros();
@@ -233,16 +231,16 @@ async fn write_plan(
         .zip(&ids)
         .map(|(&(index, version), &id)| {
             let input = &inputs[index];
-            Ok(EncodedRow {
+            EncodedRow {
                 input,
-                id,
+                id: id.get(),
                 version: version as i64,
-                payload: serde_json::to_string(&input.payload).map_err(encode)?,
-                metadata: serde_json::to_string(&input.metadata).map_err(encode)?,
-                tags: serde_json::to_string(&input.tags).map_err(encode)?,
-            })
+                payload: ledger_sql::json_text(&input.payload),
+                metadata: ledger_sql::json_text(&input.metadata),
+                tags: ledger_sql::json_text(&input.tags),
+            }
         })
-        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        .collect::<Vec<_>>();
 
     let mut q = QueryBuilder::<Sqlite>::new("");
     for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -270,7 +268,7 @@ async fn write_plan(
     let feed_text;
     if change_feed {
         let entries = plan.entries(stream, inputs, &ids, created_at);
-        feed_text = serde_json::to_string(&Mutation::Append { entries }).map_err(encode)?;
+        feed_text = ledger_sql::json_text(&Mutation::Append { entries });
         q.push(&sql.insert_feed_prefix)
             .push_bind(stream)
             .push(", ")
@@ -283,7 +281,7 @@ async fn write_plan(
         q.push("COMMIT");
     }
     q.build().execute(&mut *conn).await?;
-    Ok((plan.outcomes(&ids), tx == Transaction::Own))
+    Ok((plan.result(&ids), tx == Transaction::Own))
 }
 
 struct EncodedRow<'a> {

@@ -6,8 +6,8 @@
 
 use sqlx::SqliteConnection;
 
-use ledger_core::append::now;
-use ledger_core::{Error, Mutation, Result};
+use ledger_core::backend::append::now;
+use ledger_core::{Mutation, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -17,9 +17,9 @@ pub async fn record(
     conn: &mut SqliteConnection,
     sql: &Statements,
     stream: &str,
-    mutation: &Mutation<i64>,
+    mutation: &Mutation,
 ) -> Result<()> {
-    let text = serde_json::to_string(mutation).map_err(Error::Encode)?;
+    let text = ledger_sql::json_text(mutation);
     sqlx::query(&sql.insert_feed)
         .bind(stream)
         .bind(text)

@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use ledger_core::{Direction, Entry, Error, ReadOptions, Result};
+use ledger_core::{Direction, Entry, EntryId, Error, ReadOptions, Result};
 
 /// Appends the search condition: a string value of the payload, at any depth, contains `text`
 /// ignoring ASCII case ([`ledger_core::payload_contains`]; SQLite's `LIKE` folds ASCII only).
@@ -23,14 +23,19 @@ pub fn push_search(q: &mut QueryBuilder<'_, Sqlite>, text: &str) {
 }
 
 /// Appends the conditions of `options` (cursor and filters), the order and the limit.
-pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions<i64>) {
+pub fn push_conditions(q: &mut QueryBuilder<'_, Sqlite>, options: &ReadOptions) {
     let f = &options.filter;
+    let past = match options.direction {
+        Direction::Ascending => ">",
+        Direction::Descending => "<",
+    };
     if let Some(after) = options.after {
-        q.push(match options.direction {
-            Direction::Ascending => " AND id > ",
-            Direction::Descending => " AND id < ",
-        });
-        q.push_bind(after);
+        q.push(format_args!(" AND id {past} "))
+            .push_bind(after.get());
+    }
+    if let Some(version) = options.after_version {
+        q.push(format_args!(" AND version {past} "))
+            .push_bind(ledger_sql::stored_version(version));
     }
     if let Some(key) = &f.order_key {
         q.push(" AND order_key = ").push_bind(key.clone());
@@ -77,13 +82,14 @@ fn json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T> {
 }
 
 /// Decodes a row selected with `Statements::read_columns`.
-pub fn entry_from_row(row: &SqliteRow) -> Result<Entry<i64>> {
+pub fn entry_from_row(row: &SqliteRow) -> Result<Entry> {
     let get = |i: usize| -> Result<&str> { row.try_get(i).map_err(crate::backend_err) };
     let version: i64 = row.try_get(2).map_err(crate::backend_err)?;
     let schema_version: i64 = row.try_get(6).map_err(crate::backend_err)?;
     let updated_at: Option<i64> = row.try_get(11).map_err(crate::backend_err)?;
+    let id: i64 = row.try_get(0).map_err(crate::backend_err)?;
     Ok(Entry {
-        id: row.try_get(0).map_err(crate::backend_err)?,
+        id: EntryId::new(id),
         stream: get(1)?.to_owned(),
         version: version as u64,
         payload: json(get(3)?, "payload")?,

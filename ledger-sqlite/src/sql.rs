@@ -14,7 +14,11 @@ pub struct Statements {
     pub stat: String,
     pub list_streams: String,
     pub set_tags: String,
+    pub replace_tags: String,
     pub entry_exists: String,
+    pub held_prefix: String,
+    pub insert_replicated_columns: String,
+    pub raise_stream_version: String,
     pub get_annotations: String,
     pub set_annotations: String,
     pub trim: String,
@@ -62,11 +66,23 @@ impl Statements {
             // Matches nothing when the tags are already these (see `entry_exists`).
             set_tags: format!(
                 r#"UPDATE "{t}" SET tags = ?1, updated_at = ?2
-                   WHERE stream = ?3 AND id = ?4 AND tags IS NOT ?1"#
+                   WHERE stream = ?3 AND id = ?4 AND tags IS NOT ?1 RETURNING version"#
+            ),
+            replace_tags: format!(
+                r#"UPDATE "{t}" SET tags = ?, updated_at = ? WHERE stream = ? AND id = ?"#
+            ),
+            held_prefix: format!(r#"SELECT id, stream, version FROM "{t}" WHERE id IN ("#),
+            insert_replicated_columns: format!(
+                r#"INSERT INTO "{t}" (id, stream, version, payload, order_key, dedup_key,
+                   schema_version, metadata, tags, annotations, created_at, updated_at) "#
+            ),
+            raise_stream_version: format!(
+                r#"INSERT INTO "{t}_streams" (stream, version) VALUES (?, ?)
+                   ON CONFLICT (stream) DO UPDATE SET version = MAX(version, excluded.version)"#
             ),
             entry_exists: format!(r#"SELECT 1 FROM "{t}" WHERE stream = ? AND id = ?"#),
             get_annotations: format!(
-                r#"SELECT annotations FROM "{t}" WHERE stream = ? AND id = ?"#
+                r#"SELECT annotations, version FROM "{t}" WHERE stream = ? AND id = ?"#
             ),
             set_annotations: format!(
                 r#"UPDATE "{t}" SET annotations = ?, updated_at = ? WHERE stream = ? AND id = ?"#

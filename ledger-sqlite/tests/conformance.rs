@@ -51,7 +51,7 @@ fn database() -> PathBuf {
 
 #[async_trait::async_trait]
 impl StoreFactory for Sqlite {
-    type Store = SqliteStore;
+    type Handle = SqliteStore;
 
     async fn open(&self, table: &str) -> Result<SqliteStore> {
         SqliteStore::builder()
@@ -64,7 +64,7 @@ impl StoreFactory for Sqlite {
 
 #[async_trait::async_trait]
 impl StoreFactory for SqliteWithoutFeed {
-    type Store = SqliteStore;
+    type Handle = SqliteStore;
 
     async fn open(&self, table: &str) -> Result<SqliteStore> {
         SqliteStore::builder().table(table).open(database()).await
@@ -100,7 +100,7 @@ impl TransactionalFactory for Sqlite {
 
 #[async_trait::async_trait]
 impl StoreFactory for SqliteInMemory {
-    type Store = SqliteStore;
+    type Handle = SqliteStore;
 
     async fn open(&self, table: &str) -> Result<SqliteStore> {
         SqliteStore::builder()
@@ -113,7 +113,7 @@ impl StoreFactory for SqliteInMemory {
 
 #[async_trait::async_trait]
 impl StoreFactory for SqliteWithPool {
-    type Store = SqliteStore;
+    type Handle = SqliteStore;
 
     async fn open(&self, table: &str) -> Result<SqliteStore> {
         ledger_core::validate_table_name(table)?;
@@ -148,18 +148,9 @@ impl TransactionalFactory for SqliteWithPool {
     }
 }
 
-mod with_change_feed {
-    ledger_core::conformance_tests!(super::Sqlite, transactions);
-}
-
-mod in_memory {
-    ledger_core::conformance_tests!(super::SqliteInMemory);
-}
-
-mod with_pool {
-    ledger_core::conformance_tests!(super::SqliteWithPool, transactions);
-}
-
-mod without_change_feed {
-    ledger_core::conformance_tests!(super::SqliteWithoutFeed);
+ledger_core::conformance_main! {
+    with_change_feed: Sqlite, transactions;
+    without_change_feed: SqliteWithoutFeed;
+    in_memory: SqliteInMemory;
+    with_pool: SqliteWithPool, transactions;
 }

@@ -1,63 +1,77 @@
 //! The conformance suite: one public async function per behaviour of the [`Store`] contract,
-//! run by every backend through [`conformance_tests!`](crate::conformance_tests).
+//! run by every backend through [`conformance_main!`](crate::conformance_main).
 //!
-//! Every test opens a fresh store in a randomly named table ([`fresh_table`]), so the suite can run
-//! any number of times against one database. Behaviours a store's [`Capabilities`] mark as absent
-//! must answer [`crate::Error::NotSupported`]. The model-based property test ([`model`]) drives
-//! random operation sequences against the backend and against [`crate::MemoryStore`] and requires
-//! identical observable results.
+//! Every behaviour opens a fresh store in a randomly named table ([`fresh_table`]), so the suite
+//! can run any number of times against one database. Each behaviour names the capability it
+//! needs ([`Requires`]); on a store whose [`Capabilities`](crate::Capabilities) lack it, the
+//! behaviour is reported as skipped, with the reason, in the test output (never as passed), and
+//! the behaviour `capabilities_match_what_the_store_does` checks that every operation the store
+//! lacks answers [`crate::Error::NotSupported`]. The model-based property test ([`model`]) drives
+//! random operation sequences against the backend and against [`crate::MemoryStore`] and
+//! requires identical observable results.
 //!
-//! A backend's `tests/conformance.rs` is a few lines:
+//! A backend's `tests/conformance.rs` (with `harness = false` for it in `Cargo.toml`) is a few
+//! lines:
 //!
 //! ```ignore
 //! struct Sqlite;
 //! #[async_trait::async_trait]
 //! impl ledger_core::testkit::StoreFactory for Sqlite {
-//!     type Store = ledger_sqlite::SqliteStore;
-//!     async fn open(&self, table: &str) -> ledger_core::Result<Self::Store> { /* … */ }
+//!     type Handle = ledger_sqlite::SqliteStore;
+//!     async fn open(&self, table: &str) -> ledger_core::Result<Self::Handle> { /* … */ }
 //! }
-//! ledger_core::conformance_tests!(Sqlite);
-//! // or, for a store whose appends can be held open in a caller's transaction
-//! // (implement `TransactionalFactory`), with the gap-safety test as well:
-//! // ledger_core::conformance_tests!(Sqlite, transactions);
+//! ledger_core::conformance_main! {
+//!     sqlite: Sqlite;
+//!     // a store whose appends can be held open in a caller's transaction (implement
+//!     // `TransactionalFactory`) also runs the behaviours that need one:
+//!     // sqlite: Sqlite, transactions;
+//! }
 //! ```
 //!
-//! Backends that need a server find its URL with [`server::server_url`], which fails the test
+//! Backends that need a server find its URL with [`server::server_url`], which fails the run
 //! with instructions when no server is configured.
-//!
-//! [`Capabilities`]: crate::Capabilities
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use futures::future::LocalBoxFuture;
 
+use crate::capabilities::Capabilities;
 use crate::error::Result;
+use crate::layer::{Call, Layer, Operation, Outcome};
 use crate::store::Store;
 
-mod counting;
 pub mod model;
 pub mod server;
 pub mod suite;
 
-pub use counting::CountingStore;
+#[doc(hidden)]
+pub use libtest_mimic;
 
 /// Opens stores for the suite.
 #[async_trait]
 pub trait StoreFactory: Send + Sync + 'static {
-    /// The store type under test.
-    type Store: Store + Clone + 'static;
+    /// The backend's own handle (with its backend-specific methods), which is a [`Store`].
+    type Handle: AsRef<Store> + Clone + Send + Sync + 'static;
 
     /// Opens (creating if needed) a store on table `table`. Must validate the name like the
     /// backend's public constructor does.
-    async fn open(&self, table: &str) -> Result<Self::Store>;
+    async fn open(&self, table: &str) -> Result<Self::Handle>;
 
-    /// A store on a fresh, randomly named table.
-    async fn fresh(&self) -> Self::Store {
+    /// A handle on a fresh, randomly named table.
+    async fn fresh_handle(&self) -> Self::Handle {
         let table = fresh_table();
         match self.open(&table).await {
             Ok(store) => store,
             Err(e) => panic!("cannot open a store on table {table}: {e}"),
         }
+    }
+
+    /// A store on a fresh, randomly named table.
+    async fn fresh(&self) -> Store {
+        self.fresh_handle().await.as_ref().clone()
     }
 }
 
@@ -69,16 +83,83 @@ pub trait OpenAppend: Send {
 }
 
 /// A [`StoreFactory`] whose stores let a caller hold an append open in a transaction (the SQL
-/// backends' `append_in`). Enables the tests of `conformance_tests!(factory, transactions)`.
+/// backends' `append_in`). Enables the behaviours of [`suite::transactional_behaviours`].
 #[async_trait]
 pub trait TransactionalFactory: StoreFactory {
     /// Appends `input` to `stream` inside a transaction and returns it uncommitted.
     async fn open_append(
         &self,
-        store: &Self::Store,
+        store: &Self::Handle,
         stream: &str,
         input: crate::AppendInput,
     ) -> Box<dyn OpenAppend>;
+}
+
+/// What a behaviour needs of a store to apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Requires {
+    /// Any store.
+    Nothing,
+    /// [`Capabilities::expected_version`].
+    ExpectedVersion,
+    /// [`Capabilities::dedup`].
+    Dedup,
+    /// [`Capabilities::atomic_append`].
+    AtomicAppend,
+    /// [`Capabilities::tags`].
+    Tags,
+    /// [`Capabilities::annotations`].
+    Annotations,
+    /// [`Capabilities::trim`].
+    Trim,
+    /// [`Capabilities::rename`].
+    Rename,
+    /// Substring search ([`Capabilities::search`]).
+    Search,
+    /// [`Capabilities::change_feed`].
+    ChangeFeed,
+    /// [`Capabilities::cursor_store`].
+    CursorStore,
+    /// [`Capabilities::health`].
+    Health,
+    /// [`Capabilities::replication`].
+    Replication,
+    /// A commit signal ([`Store::commits`]) that wakes subscriptions.
+    CommitSignal,
+}
+
+impl Requires {
+    /// Why a store with `caps` (and a commit signal or not) is skipped; `None` if it applies.
+    pub fn unmet(self, caps: &Capabilities, commit_signal: bool) -> Option<&'static str> {
+        let (met, reason) = match self {
+            Requires::Nothing => (true, ""),
+            Requires::ExpectedVersion => (caps.expected_version, "no expected-version checks"),
+            Requires::Dedup => (caps.dedup, "no dedup"),
+            Requires::AtomicAppend => (caps.atomic_append, "appends are not atomic"),
+            Requires::Tags => (caps.tags, "no tags"),
+            Requires::Annotations => (caps.annotations, "no annotations"),
+            Requires::Trim => (caps.trim, "no trim"),
+            Requires::Rename => (caps.rename, "no rename"),
+            Requires::Search => (caps.search.substring, "no substring search"),
+            Requires::ChangeFeed => (caps.change_feed.is_some(), "no change feed"),
+            Requires::CursorStore => (caps.cursor_store, "no cursor store"),
+            Requires::Health => (caps.health, "no health check"),
+            Requires::Replication => (caps.replication.is_some(), "no replication"),
+            Requires::CommitSignal => (commit_signal, "no commit signal (polling only)"),
+        };
+        (!met).then_some(reason)
+    }
+}
+
+/// One behaviour of the suite, ready to run against a factory's stores.
+pub struct Behaviour<F> {
+    /// The behaviour's name: its function in [`suite`].
+    pub name: &'static str,
+    /// What a store needs for it to apply (all of these).
+    pub requires: &'static [Requires],
+    /// Runs it (panics when the store breaks it).
+    pub run: for<'a> fn(&'a F) -> LocalBoxFuture<'a, ()>,
 }
 
 /// A random table name, unique per call: `t_` followed by 16 random lowercase letters/digits.
@@ -88,6 +169,89 @@ pub fn fresh_table() -> String {
         .collect::<String>()
         .to_ascii_lowercase();
     format!("t_{suffix}")
+}
+
+/// Runs one async test body on a fresh multi-threaded runtime (2 workers, time enabled).
+pub fn run<F: Future<Output = ()>>(test: F) {
+    runtime().block_on(test)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("test runtime starts")
+}
+
+/// The trials of one configuration: every behaviour (with the transactional ones when
+/// `transactional` lists them), named `{prefix}::{behaviour}`, the excluded ones marked
+/// skipped with their reason, and the model test.
+pub fn trials<F: StoreFactory>(
+    prefix: &str,
+    factory: F,
+    transactional: Vec<Behaviour<F>>,
+) -> Vec<libtest_mimic::Trial> {
+    let factory = Arc::new(factory);
+    // What the store offers decides what applies: ask a real one.
+    let (caps, commit_signal) = runtime().block_on(async {
+        let probe = factory.fresh().await;
+        let found = (probe.capabilities(), probe.commits().is_some());
+        let _ = probe.close().await;
+        found
+    });
+    let mut trials = Vec::new();
+    for behaviour in suite::behaviours::<F>().into_iter().chain(transactional) {
+        let name = format!("{prefix}::{}", behaviour.name);
+        let factory = factory.clone();
+        let trial = libtest_mimic::Trial::test(name, move || {
+            run((behaviour.run)(&factory));
+            Ok(())
+        });
+        let unmet = behaviour
+            .requires
+            .iter()
+            .find_map(|r| r.unmet(&caps, commit_signal));
+        trials.push(match unmet {
+            None => trial,
+            Some(reason) => trial
+                .with_ignored_flag(true)
+                .with_kind(format!("skipped: {reason}")),
+        });
+    }
+    let model_factory = factory.clone();
+    trials.push(libtest_mimic::Trial::test(
+        format!("{prefix}::model_matches_memory_store"),
+        move || {
+            model::check(model_factory.as_ref());
+            Ok(())
+        },
+    ));
+    trials
+}
+
+/// The `main` of a backend's conformance test (with `harness = false`): every behaviour of the
+/// suite, and the model test, for each configuration listed as `name: factory` (add
+/// `, transactions` for a [`TransactionalFactory`]). Behaviours a configuration's capabilities
+/// exclude are reported as ignored, with `[skipped: reason]` beside their name.
+#[macro_export]
+macro_rules! conformance_main {
+    ($($name:ident : $factory:expr $(, $transactions:ident)?);+ $(;)?) => {
+        fn main() -> std::process::ExitCode {
+            let arguments = $crate::testkit::libtest_mimic::Arguments::from_args();
+            let mut trials = Vec::new();
+            $(
+                trials.extend($crate::testkit::trials(
+                    stringify!($name),
+                    $factory,
+                    $crate::conformance_main!(@transactional $($transactions)?),
+                ));
+            )+
+            $crate::testkit::libtest_mimic::run(&arguments, trials).exit_code()
+        }
+    };
+    (@transactional transactions) => { $crate::testkit::suite::transactional_behaviours() };
+    (@transactional) => { Vec::new() };
 }
 
 /// Requires a subscription's next item to be an error of kind
@@ -119,188 +283,44 @@ where
     );
 }
 
-/// Runs one async test body on a fresh multi-threaded runtime (2 workers, time enabled).
-pub fn run<F: Future<Output = ()>>(test: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("test runtime starts")
-        .block_on(test)
+/// Counts the reads (`read` and `read_feed`) made through a store, so a test can wait until a
+/// subscription has read, and found nothing, before it writes: the write can then reach the
+/// subscription only through a wake-up, never through a read already under way.
+#[derive(Clone, Default)]
+pub struct ReadCounter {
+    reads: Arc<AtomicU64>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
-/// Instantiates the whole conformance suite (and the model test) as `#[test]`s for a backend,
-/// given an expression whose type implements [`StoreFactory`]. With `, transactions` (for a
-/// [`TransactionalFactory`]) it adds the tests that hold a write open in a transaction.
-#[macro_export]
-macro_rules! conformance_tests {
-    ($factory:expr, transactions) => {
-        $crate::conformance_tests!($factory);
-        $crate::transactional_conformance_test_list!(conformance_tests { @each $factory });
-    };
-    ($factory:expr) => {
-        $crate::conformance_test_list!(conformance_tests { @each $factory });
-        #[test]
-        fn model_matches_memory_store() {
-            $crate::testkit::model::check(&$factory);
-        }
-    };
-    (@each $factory:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                $crate::testkit::run($crate::testkit::suite::$name(&$factory));
-            }
-        )*
-    };
-}
-
-/// Calls `$crate::$then! { $args; name, … }` with the name of every behaviour of
-/// [`suite`] that any store runs, in module order. The one list of them: a test checks that it
-/// names every public function of the suite.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! conformance_test_list {
-    ($then:ident { $($args:tt)* }) => {
-        $crate::$then! { $($args)*;
-            append_then_read_round_trips_every_field,
-            schema_version_is_stored_and_read_back,
-            empty_append_returns_nothing_and_writes_nothing,
-            streams_are_isolated,
-            count_and_stat_describe_the_stream,
-            missing_stream_reads_as_empty,
-            duplicate_dedup_key_in_stream_is_skipped,
-            entries_without_dedup_key_are_all_written,
-            same_dedup_key_in_two_streams_is_written_to_both,
-            duplicate_dedup_key_in_same_batch_is_skipped,
-            all_duplicate_retry_succeeds_whatever_expected_version,
-            concurrent_appends_with_one_dedup_key_write_it_once,
-            expected_any_always_appends,
-            expected_no_stream_conflicts_on_existing_stream,
-            expected_stream_exists_conflicts_on_new_stream,
-            expected_exact_version_conflicts_when_different,
-            read_pages_with_after_cursor,
-            read_descending_returns_newest_first,
-            read_descending_after_cursor_returns_lower_ids,
-            read_filters_by_order_key,
-            read_filters_by_tag,
-            read_filters_by_all_tags,
-            read_filters_by_metadata,
-            read_filters_by_annotation,
-            read_filters_by_created_at_range,
-            read_filters_combine_with_and,
-            trim_deletes_up_to_id_inclusive,
-            trim_keeps_stream_version,
-            trim_of_unknown_stream_deletes_nothing,
-            set_tags_replaces_tags_and_sets_updated_at,
-            set_annotations_merges_and_none_deletes,
-            set_tags_on_unknown_entry_is_entry_not_found,
-            set_annotations_on_unknown_entry_is_entry_not_found,
-            unchanged_tags_and_annotations_write_nothing,
-            list_streams_is_ascending_and_strictly_after_cursor,
-            list_streams_pages_with_limit,
-            list_streams_omits_fully_trimmed_streams,
-            rename_stream_moves_entries_and_version,
-            rename_of_missing_stream_is_stream_not_found,
-            rename_onto_existing_stream_is_stream_exists,
-            rename_onto_a_fully_trimmed_stream_is_stream_exists,
-            closed_store_refuses_every_call,
-            concurrent_exact_appends_have_exactly_one_winner,
-            concurrent_any_appends_produce_gapless_versions,
-            concurrent_set_annotations_lose_no_key,
-            limits_outside_1_to_10000_are_invalid_argument,
-            invalid_table_names_are_rejected,
-            table_name_of_63_characters_is_accepted,
-            invalid_stream_names_are_rejected,
-            long_unicode_and_sql_metacharacter_stream_ids_work,
-            invalid_inputs_are_rejected_and_nothing_written,
-            batch_refused_at_its_last_entry_writes_nothing,
-            change_feed_records_every_mutation_in_order,
-            change_feed_read_after_position_continues,
-            duplicate_only_append_writes_no_feed_record,
-            subscribe_delivers_existing_then_live_entries,
-            subscribe_from_middle_version_skips_earlier_entries,
-            subscribe_feed_delivers_existing_then_live_records,
-            subscriptions_wake_on_the_commit_signal_long_before_polling,
-            payloads_round_trip_exactly,
-            floats_round_trip_with_their_type_value_and_sign,
-            payloads_deeper_than_the_limit_are_refused,
-            one_mib_payload_round_trips,
-            ten_thousand_entry_batch_appends_and_counts,
-            search_finds_case_insensitive_substring,
-            search_respects_filters_and_limit,
-            search_treats_percent_and_underscore_literally,
-            search_matches_string_values_alike_on_every_backend,
-            search_text_must_not_be_empty_or_contain_nul,
-            cursor_store_saves_and_never_moves_back,
-            health_is_ok_on_open_store,
-            invalid_cursor_names_are_rejected,
-            feed_subscriber_sees_every_record_once_under_concurrent_writers
-        }
-    };
-}
-
-/// Like [`conformance_test_list!`], for the behaviours that need a [`TransactionalFactory`].
-#[doc(hidden)]
-#[macro_export]
-macro_rules! transactional_conformance_test_list {
-    ($then:ident { $($args:tt)* }) => {
-        $crate::$then! { $($args)*;
-            feed_is_gap_safe_when_a_later_writer_finishes_first,
-            rename_racing_a_first_append_to_the_target_is_stream_exists,
-        }
-    };
-}
-
-/// `[$name, …]` as strings, for the test that keeps the lists and the suite in step.
-#[cfg(test)]
-#[macro_export]
-#[doc(hidden)]
-macro_rules! conformance_test_names {
-    ($(,)?; $($name:ident),* $(,)?) => {
-        [$(stringify!($name)),*]
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    /// Every `pub async fn` of `src/testkit/suite/*.rs`.
-    fn suite_functions() -> BTreeSet<String> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testkit/suite");
-        let mut names = BTreeSet::new();
-        for file in std::fs::read_dir(dir).expect("the suite's sources are readable") {
-            let text = std::fs::read_to_string(file.expect("a directory entry").path())
-                .expect("a suite source is readable");
-            for line in text.lines() {
-                if let Some(rest) = line.strip_prefix("pub async fn ") {
-                    let name = rest.split(['<', '(']).next().expect("a function name");
-                    names.insert(name.to_owned());
-                }
-            }
-        }
-        names
+impl ReadCounter {
+    /// `store` seen through a new counter, and the counter.
+    pub fn wrap(store: &Store) -> (Store, ReadCounter) {
+        let counter = ReadCounter::default();
+        (store.layer(counter.clone()), counter)
     }
 
-    #[test]
-    fn the_instantiated_lists_name_every_suite_function_once() {
-        let listed = crate::conformance_test_list!(conformance_test_names {});
-        let transactional = crate::transactional_conformance_test_list!(conformance_test_names {});
-        let mut all: Vec<String> = listed
-            .iter()
-            .chain(&transactional)
-            .map(|s| s.to_string())
-            .collect();
-        let count = all.len();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), count, "a behaviour is listed twice");
-        let all: BTreeSet<String> = all.into_iter().collect();
-        assert_eq!(
-            all,
-            suite_functions(),
-            "the lists and the suite's functions differ"
-        );
+    /// Reads completed so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Acquire)
+    }
+
+    /// Waits until at least `n` reads have completed.
+    pub async fn reads_reach(&self, n: u64) {
+        loop {
+            let notified = self.changed.notified();
+            if self.reads() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Layer for ReadCounter {
+    fn finished(&self, call: &Call<'_>, _: &Outcome<'_>) {
+        if matches!(call.operation, Operation::Read | Operation::ReadFeed) {
+            self.reads.fetch_add(1, Ordering::AcqRel);
+            self.changed.notify_waiters();
+        }
     }
 }

@@ -29,7 +29,7 @@ pub async fn append_then_read_round_trips_every_field<F: StoreFactory>(factory: 
         [1, 2, 3],
         "versions of the first append to a new stream"
     );
-    let written_ids: Vec<_> = written.iter().map(|(id, _)| id.clone()).collect();
+    let written_ids: Vec<_> = written.iter().map(|(id, _)| *id).collect();
     assert_strictly_ascending(&written_ids, "ids returned by one append");
 
     let entries = read_all(&store, "round-trip").await;
@@ -111,7 +111,10 @@ pub async fn empty_append_returns_nothing_and_writes_nothing<F: StoreFactory>(fa
         .append("empty-batch", Vec::new(), ExpectedVersion::Any)
         .await
         .unwrap_or_else(|e| panic!("empty append failed: {e}"));
-    assert!(outcomes.is_empty(), "an empty batch returns no outcomes");
+    assert!(
+        outcomes.outcomes.is_empty(),
+        "an empty batch returns no outcomes"
+    );
     assert_eq!(
         count_of(&store, "empty-batch").await,
         0,
@@ -132,7 +135,10 @@ pub async fn empty_append_returns_nothing_and_writes_nothing<F: StoreFactory>(fa
         .append("empty-batch", Vec::new(), ExpectedVersion::Exact(99))
         .await
         .unwrap_or_else(|e| panic!("empty append with a wrong expected version failed: {e}"));
-    assert!(outcomes.is_empty(), "an empty batch returns no outcomes");
+    assert!(
+        outcomes.outcomes.is_empty(),
+        "an empty batch returns no outcomes"
+    );
     assert_eq!(
         count_of(&store, "empty-batch").await,
         2,
@@ -185,8 +191,8 @@ pub async fn count_and_stat_describe_the_stream<F: StoreFactory>(factory: &F) {
         StreamStat {
             stream: "stats".to_owned(),
             count: 5,
-            first_id: Some(all[0].clone()),
-            last_id: Some(all[4].clone()),
+            first_id: Some(all[0]),
+            last_id: Some(all[4]),
             last_version: 5,
         },
         "stat after 3 + 2 entries"
@@ -225,4 +231,53 @@ pub async fn missing_stream_reads_as_empty<F: StoreFactory>(factory: &F) {
         },
         "stat of a missing stream"
     );
+}
+
+/// An append's result carries the stream's version afterwards (also for a batch of duplicates),
+/// so the next append of the same writer can expect it.
+pub async fn append_result_carries_the_next_expected_version<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let first = store
+        .append("next", items(1..=3), ExpectedVersion::NoStream)
+        .await
+        .unwrap_or_else(|e| panic!("first append failed: {e}"));
+    assert_eq!(first.version, 3, "the version after three entries");
+    assert_eq!(first.next_expected(), ExpectedVersion::Exact(3));
+    let second = store
+        .append("next", vec![item(4)], first.next_expected())
+        .await
+        .unwrap_or_else(|e| panic!("an append expecting the reported version failed: {e}"));
+    assert_eq!(second.version, 4, "the version after the second append");
+    assert_eq!(second.ids().len(), 1, "one id per input");
+    let empty = store
+        .append("next", Vec::new(), ExpectedVersion::Any)
+        .await
+        .unwrap_or_else(|e| panic!("an empty append failed: {e}"));
+    assert_eq!(
+        empty.version, 4,
+        "an empty append reports the current version"
+    );
+    if store.capabilities().dedup {
+        let keyed = store
+            .append(
+                "next",
+                vec![item(5).dedup_key("k")],
+                ExpectedVersion::Exact(4),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a keyed append failed: {e}"));
+        let retry = store
+            .append(
+                "next",
+                vec![item(5).dedup_key("k")],
+                ExpectedVersion::Exact(4),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a retried append failed: {e}"));
+        assert_eq!(
+            (keyed.version, retry.version),
+            (5, 5),
+            "a duplicate-only retry reports it too"
+        );
+    }
 }

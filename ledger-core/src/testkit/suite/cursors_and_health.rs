@@ -5,20 +5,18 @@ use super::support::*;
 /// A missing cursor is `None`; a saved one reads back; a lower value never moves it back.
 pub async fn cursor_store_saves_and_never_moves_back<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(cursors) = cursor_store_of(&store) else {
-        return;
-    };
     // Unique names, in case a backend keeps cursors outside the store's own table.
     let name = format!("cursor_{}", fresh_table());
     let other = format!("other_{}", fresh_table());
+    let store = &store;
     let get = |name: String| async move {
-        cursors
+        store
             .get_cursor(&name)
             .await
             .unwrap_or_else(|e| panic!("get_cursor({name:?}) failed: {e}"))
     };
     let set = |name: String, position: u64| async move {
-        cursors
+        store
             .set_cursor(&name, position)
             .await
             .unwrap_or_else(|e| panic!("set_cursor({name:?}, {position}) failed: {e}"))
@@ -57,10 +55,7 @@ pub async fn cursor_store_saves_and_never_moves_back<F: StoreFactory>(factory: &
 /// The health check answers `Ok` on an open store.
 pub async fn health_is_ok_on_open_store<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(health) = health_of(&store) else {
-        return;
-    };
-    health
+    store
         .health()
         .await
         .unwrap_or_else(|e| panic!("health on an open store failed: {e}"));
@@ -69,28 +64,25 @@ pub async fn health_is_ok_on_open_store<F: StoreFactory>(factory: &F) {
 /// Cursor names follow the stream-id rule (1 to 256 bytes, no NUL): others are `InvalidName`.
 pub async fn invalid_cursor_names_are_rejected<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(cursors) = cursor_store_of(&store) else {
-        return;
-    };
     for name in [String::new(), "a\u{0000}b".to_owned(), "c".repeat(257)] {
         assert_err!(
-            cursors.get_cursor(&name).await,
+            store.get_cursor(&name).await,
             Error::InvalidName { kind: "cursor", .. },
             "get_cursor({name:?})"
         );
         assert_err!(
-            cursors.set_cursor(&name, 1).await,
+            store.set_cursor(&name, 1).await,
             Error::InvalidName { kind: "cursor", .. },
             "set_cursor({name:?})"
         );
     }
     let longest = "c".repeat(256);
-    cursors
+    store
         .set_cursor(&longest, 7)
         .await
         .unwrap_or_else(|e| panic!("a 256-byte cursor name failed: {e}"));
     assert_eq!(
-        cursors.get_cursor(&longest).await.ok().flatten(),
+        store.get_cursor(&longest).await.ok().flatten(),
         Some(7),
         "256-byte name"
     );

@@ -9,18 +9,16 @@ pub async fn feed_is_gap_safe_when_a_later_writer_finishes_first<F>(factory: &F)
 where
     F: crate::testkit::TransactionalFactory,
 {
-    let store = Arc::new(factory.fresh().await);
-    let Some(feed) = change_feed_of(store.as_ref()) else {
-        return; // no change feed (capabilities and accessor agree, checked above)
-    };
-    append_all(store.as_ref(), "before", vec![item(0)]).await;
-    let start = positions(&read_feed_from(feed, None, 100).await)
+    let handle = factory.fresh_handle().await;
+    let store = handle.as_ref().clone();
+    append_all(&store, "before", vec![item(0)]).await;
+    let start = positions(&read_feed_from(&store, None, 100).await)
         .last()
         .copied()
         .expect("the baseline append has a record");
-    let mut live = subscribe_feed(store.clone(), Some(start), fast_subscription());
+    let mut live = store.subscribe_feed(Some(start), fast_subscription());
 
-    let writer_a = factory.open_append(&*store, "writer-a", item(1)).await;
+    let writer_a = factory.open_append(&handle, "writer-a", item(1)).await;
     let writer_b = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -31,7 +29,7 @@ where
     };
     // Give B every chance to commit first, then poll as a tailing reader would.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let early = read_feed_from(feed, Some(start), 100).await;
+    let early = read_feed_from(&store, Some(start), 100).await;
     assert!(
         early.is_empty(),
         "while writer A's transaction is open the feed delivered {:?} past position {start}",
@@ -48,7 +46,7 @@ where
         .expect("writer B's task ran")
         .expect("writer B's append succeeded");
 
-    let records = read_feed_from(feed, Some(start), 100).await;
+    let records = read_feed_from(&store, Some(start), 100).await;
     let streams: Vec<&str> = records.iter().map(|r| r.stream.as_str()).collect();
     assert_eq!(
         streams,
@@ -56,10 +54,10 @@ where
         "A's record first, then B's, once each"
     );
     assert_strictly_ascending(&positions(&records), "feed positions");
-    let delivered: Vec<FeedRecord<_>> = next_n(&mut live, 2, "live subscription").await;
+    let delivered: Vec<FeedRecord> = next_n(&mut live, 2, "live subscription").await;
     let live_streams: Vec<&str> = delivered.iter().map(|r| r.stream.as_str()).collect();
     assert_eq!(live_streams, ["writer-a", "writer-b"], "subscriber order");
-    assert_next_record_is_sentinel(&*store, &mut live, "subscription after both").await;
+    assert_next_record_is_sentinel(&store, &mut live, "subscription after both").await;
 }
 
 /// Eight writers append concurrently for a while; a feed subscriber started before them sees
@@ -67,11 +65,8 @@ where
 pub async fn feed_subscriber_sees_every_record_once_under_concurrent_writers<F: StoreFactory>(
     factory: &F,
 ) {
-    let store = Arc::new(factory.fresh().await);
-    if change_feed_of(store.as_ref()).is_none() {
-        return; // no change feed (capabilities and accessor agree, checked above)
-    }
-    let mut live = subscribe_feed(store.clone(), None, fast_subscription());
+    let store = factory.fresh().await;
+    let mut live = store.subscribe_feed(None, fast_subscription());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
     let writers: Vec<_> = (0..8u64)
         .map(|w| {
@@ -86,7 +81,7 @@ pub async fn feed_subscriber_sees_every_record_once_under_concurrent_writers<F: 
                         .append(&stream, batch, ExpectedVersion::Any)
                         .await
                         .expect("concurrent append succeeds");
-                    for o in outcome {
+                    for o in outcome.outcomes {
                         if let AppendOutcome::Appended { version, .. } = o {
                             written.push((stream.clone(), version));
                         }
@@ -109,7 +104,7 @@ pub async fn feed_subscriber_sees_every_record_once_under_concurrent_writers<F: 
         "each writer appended at least once ({appends} appends)"
     );
 
-    let records: Vec<FeedRecord<_>> = next_n(&mut live, appends, "subscriber under load").await;
+    let records: Vec<FeedRecord> = next_n(&mut live, appends, "subscriber under load").await;
     assert_strictly_ascending(&positions(&records), "delivered positions");
     let mut seen = BTreeSet::new();
     for record in &records {
@@ -129,5 +124,5 @@ pub async fn feed_subscriber_sees_every_record_once_under_concurrent_writers<F: 
         seen, expected,
         "the subscriber saw exactly the committed entries"
     );
-    assert_next_record_is_sentinel(&*store, &mut live, "subscriber after the load").await;
+    assert_next_record_is_sentinel(&store, &mut live, "subscriber after the load").await;
 }

@@ -70,11 +70,11 @@ pub async fn list_streams_omits_fully_trimmed_streams<F: StoreFactory>(factory: 
     let b = append_n(&store, "b", 2).await;
     let c = append_n(&store, "c", 2).await;
     store
-        .trim("b", &b[1])
+        .trim("b", b[1])
         .await
         .unwrap_or_else(|e| panic!("trim b failed: {e}"));
     store
-        .trim("c", &c[0])
+        .trim("c", c[0])
         .await
         .unwrap_or_else(|e| panic!("trim c failed: {e}"));
     assert_eq!(

@@ -75,7 +75,7 @@ pub async fn floats_round_trip_with_their_type_value_and_sign<F: StoreFactory>(f
     }
 }
 
-/// A payload nested [`crate::append::MAX_PAYLOAD_DEPTH`] levels deep is stored and read back
+/// A payload nested [`crate::MAX_PAYLOAD_DEPTH`] levels deep is stored and read back
 /// (also through the change feed and a subscription); one level deeper is `InvalidArgument`
 /// and writes nothing, alone or at the end of a batch.
 pub async fn payloads_deeper_than_the_limit_are_refused<F: StoreFactory>(factory: &F) {
@@ -89,7 +89,7 @@ pub async fn payloads_deeper_than_the_limit_are_refused<F: StoreFactory>(factory
             }
         })
     };
-    let limit = crate::append::MAX_PAYLOAD_DEPTH;
+    let limit = crate::MAX_PAYLOAD_DEPTH;
     let deepest = nested(limit);
     append_all(&store, "deep", vec![AppendInput::new(deepest.clone())]).await;
     assert_eq!(
@@ -97,15 +97,15 @@ pub async fn payloads_deeper_than_the_limit_are_refused<F: StoreFactory>(factory
         deepest,
         "deepest payload reads back"
     );
-    if let Some(feed) = change_feed_of(&store) {
-        let records = read_feed_from(feed, None, 10).await;
+    if store.capabilities().change_feed.is_some() {
+        let records = read_feed_from(&store, None, 10).await;
         assert_eq!(
             records.len(),
             1,
             "the deepest payload's feed record reads back"
         );
     }
-    let mut subscription = Stream::<F::Store, Value>::new(store.clone(), "deep")
+    let mut subscription = Stream::<Value>::new(&store, "deep")
         .expect("valid stream id")
         .subscribe(0, fast_subscription());
     let delivered = next_n(&mut subscription, 1, "subscription to the deepest payload").await;

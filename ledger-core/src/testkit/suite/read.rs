@@ -11,9 +11,9 @@ pub async fn read_pages_with_after_cursor<F: StoreFactory>(factory: &F) {
     let mut pages = Vec::new();
     for _ in 0..4 {
         let mut options = ReadOptions::new().limit(2);
-        options.after = cursor.clone();
+        options.after = cursor;
         let page = read_with(&store, "pages", &options).await;
-        cursor = page.last().map(|e| e.id.clone()).or(cursor);
+        cursor = page.last().map(|e| e.id).or(cursor);
         pages.push(ids(&page));
     }
     assert_eq!(
@@ -45,11 +45,7 @@ pub async fn read_descending_returns_newest_first<F: StoreFactory>(factory: &F) 
         );
     }
     let newest = read_with(&store, "desc", &ReadOptions::new().descending().limit(2)).await;
-    assert_eq!(
-        ids(&newest),
-        [all[4].clone(), all[3].clone()],
-        "descending, limit 2"
-    );
+    assert_eq!(ids(&newest), [all[4], all[3]], "descending, limit 2");
 }
 
 /// A descending read after a cursor returns the ids below it, newest first.
@@ -59,33 +55,118 @@ pub async fn read_descending_after_cursor_returns_lower_ids<F: StoreFactory>(fac
     let below = read_with(
         &store,
         "desc-after",
-        &ReadOptions::new().descending().after(all[3].clone()),
+        &ReadOptions::new().descending().after(all[3]),
     )
     .await;
     assert_eq!(
         ids(&below),
-        [all[2].clone(), all[1].clone(), all[0].clone()],
+        [all[2], all[1], all[0]],
         "descending after the 4th id"
     );
     let page = read_with(
         &store,
         "desc-after",
-        &ReadOptions::new()
-            .descending()
-            .after(all[3].clone())
-            .limit(2),
+        &ReadOptions::new().descending().after(all[3]).limit(2),
     )
     .await;
     assert_eq!(
         ids(&page),
-        [all[2].clone(), all[1].clone()],
+        [all[2], all[1]],
         "descending after the 4th id, limit 2"
     );
     let none = read_with(
         &store,
         "desc-after",
-        &ReadOptions::new().descending().after(all[0].clone()),
+        &ReadOptions::new().descending().after(all[0]),
     )
     .await;
     assert!(none.is_empty(), "descending after the first id: {none:?}");
+}
+
+/// `after_version` continues past a version in the read direction, alone or with an id cursor
+/// (both apply), whatever the ids are.
+pub async fn read_after_version_continues_by_version_both_ways<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let all = append_n(&store, "by-version", 5).await;
+    append_n(&store, "other", 3).await;
+    let read =
+        async |options: ReadOptions| versions(&read_with(&store, "by-version", &options).await);
+    assert_eq!(
+        read(ReadOptions::new().after_version(0)).await,
+        [1, 2, 3, 4, 5],
+        "after 0"
+    );
+    assert_eq!(
+        read(ReadOptions::new().after_version(3)).await,
+        [4, 5],
+        "after 3"
+    );
+    assert_eq!(
+        read(ReadOptions::new().after_version(5)).await,
+        Vec::<u64>::new(),
+        "after 5"
+    );
+    assert_eq!(
+        read(ReadOptions::new().after_version(2).limit(2)).await,
+        [3, 4],
+        "a page"
+    );
+    assert_eq!(
+        read(ReadOptions::new().descending().after_version(3)).await,
+        [2, 1],
+        "below 3"
+    );
+    assert_eq!(
+        read(ReadOptions::new().after_version(1).after(all[2])).await,
+        [4, 5],
+        "both cursors apply"
+    );
+}
+
+/// `read_all` yields every entry a filter selects, page after page, in order, and ends.
+pub async fn read_all_pages_through_a_whole_stream<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let inputs = (1..=25).map(|n| {
+        if n % 5 == 0 {
+            item(n).tag("fifth")
+        } else {
+            item(n)
+        }
+    });
+    append_all(&store, "whole", inputs.collect()).await;
+    let everything: Vec<Entry> = store
+        .read_all("whole", ReadOptions::new().limit(4))
+        .map(|e| e.unwrap_or_else(|e| panic!("read_all failed: {e}")))
+        .collect()
+        .await;
+    assert_eq!(
+        ns(&everything),
+        (1..=25).collect::<Vec<_>>(),
+        "every entry in order"
+    );
+    let tagged: Vec<Entry> = store
+        .read_all("whole", ReadOptions::new().limit(2).tag("fifth"))
+        .map(|e| e.unwrap_or_else(|e| panic!("read_all failed: {e}")))
+        .collect()
+        .await;
+    assert_eq!(
+        ns(&tagged),
+        [5, 10, 15, 20, 25],
+        "the filter applies to every page"
+    );
+    let newest_first: Vec<u64> = store
+        .read_all("whole", ReadOptions::new().limit(10).descending())
+        .map(|e| {
+            e.map(|e| e.version)
+                .unwrap_or_else(|e| panic!("read_all failed: {e}"))
+        })
+        .collect()
+        .await;
+    assert_eq!(
+        newest_first,
+        (1..=25).rev().collect::<Vec<_>>(),
+        "descending"
+    );
+    let missing = store.read_all("missing", ReadOptions::new()).count().await;
+    assert_eq!(missing, 0, "a missing stream yields nothing");
 }

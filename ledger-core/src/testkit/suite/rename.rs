@@ -6,9 +6,6 @@ use super::support::*;
 /// the new name and the old name is empty.
 pub async fn rename_stream_moves_entries_and_version<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_rename(&store).await {
-        return;
-    }
     append_n(&store, "old", 3).await;
     let before = read_all(&store, "old").await;
     store
@@ -70,9 +67,6 @@ pub async fn rename_stream_moves_entries_and_version<F: StoreFactory>(factory: &
 /// Renaming a stream that was never written is `StreamNotFound`.
 pub async fn rename_of_missing_stream_is_stream_not_found<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_rename(&store).await {
-        return;
-    }
     assert_err!(
         store.rename_stream("ghost", "target").await,
         Error::StreamNotFound(_),
@@ -84,9 +78,6 @@ pub async fn rename_of_missing_stream_is_stream_not_found<F: StoreFactory>(facto
 /// Renaming onto an existing stream is `StreamExists` and moves nothing.
 pub async fn rename_onto_existing_stream_is_stream_exists<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_rename(&store).await {
-        return;
-    }
     append_n(&store, "src", 2).await;
     append_n(&store, "dst", 1).await;
     assert_err!(
@@ -109,13 +100,10 @@ pub async fn rename_onto_existing_stream_is_stream_exists<F: StoreFactory>(facto
 /// `StreamExists`, and renaming it moves its version, so the new name continues after it.
 pub async fn rename_onto_a_fully_trimmed_stream_is_stream_exists<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_rename(&store).await {
-        return;
-    }
     append_n(&store, "src", 1).await;
     let emptied = append_n(&store, "emptied", 2).await;
     store
-        .trim("emptied", &emptied[1])
+        .trim("emptied", emptied[1])
         .await
         .unwrap_or_else(|e| panic!("trim failed: {e}"));
     assert_err!(
@@ -156,12 +144,10 @@ pub async fn rename_racing_a_first_append_to_the_target_is_stream_exists<F>(fact
 where
     F: crate::testkit::TransactionalFactory,
 {
-    let store = Arc::new(factory.fresh().await);
-    if !supports_rename(store.as_ref()).await {
-        return;
-    }
-    append_n(store.as_ref(), "from", 2).await;
-    let first_append = factory.open_append(&*store, "to", item(9)).await;
+    let handle = factory.fresh_handle().await;
+    let store = handle.as_ref().clone();
+    append_n(&store, "from", 2).await;
+    let first_append = factory.open_append(&handle, "to", item(9)).await;
     let rename = {
         let store = store.clone();
         tokio::spawn(async move { store.rename_stream("from", "to").await })
@@ -179,13 +165,9 @@ where
         Error::StreamExists(_),
         "rename onto a stream created meanwhile"
     );
+    assert_eq!(count_of(&store, "from").await, 2, "the source is unchanged");
     assert_eq!(
-        count_of(store.as_ref(), "from").await,
-        2,
-        "the source is unchanged"
-    );
-    assert_eq!(
-        ns(&read_all(store.as_ref(), "to").await),
+        ns(&read_all(&store, "to").await),
         [9],
         "the target holds only its append"
     );

@@ -5,9 +5,6 @@ use super::support::*;
 /// Search finds a case-insensitive substring of the payload, in one stream or in all.
 pub async fn search_finds_case_insensitive_substring<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(search) = search_of(&store) else {
-        return;
-    };
     let a = append_all(
         &store,
         "search-a",
@@ -23,35 +20,36 @@ pub async fn search_finds_case_insensitive_substring<F: StoreFactory>(factory: &
         vec![AppendInput::new(json!({"msg": "HELLO there"}))],
     )
     .await;
+    let store = &store;
     let run = |stream: Option<&'static str>, text: &'static str| async move {
-        search
+        store
             .search(stream, text, &ReadOptions::new())
             .await
             .unwrap_or_else(|e| panic!("search {text:?} in {stream:?} failed: {e}"))
     };
     assert_eq!(
         ids(&run(Some("search-a"), "hello").await),
-        [a[0].clone()],
+        [a[0]],
         "hello in a"
     );
     assert_eq!(
         ids(&run(Some("search-a"), "WORLD").await),
-        [a[0].clone()],
+        [a[0]],
         "WORLD in a"
     );
     assert_eq!(
         ids(&run(Some("search-a"), "lo wo").await),
-        [a[0].clone()],
+        [a[0]],
         "lo wo in a"
     );
     assert_eq!(
         ids(&run(Some("search-b"), "hello").await),
-        [b[0].clone()],
+        [b[0]],
         "hello in b"
     );
     assert_eq!(
         ids(&run(None, "hElLo").await),
-        [a[0].clone(), b[0].clone()],
+        [a[0], b[0]],
         "hElLo in every stream, ascending by id"
     );
     assert!(run(None, "absent").await.is_empty(), "a word in no payload");
@@ -64,9 +62,6 @@ pub async fn search_finds_case_insensitive_substring<F: StoreFactory>(factory: &
 /// Search applies filters, cursor, direction and limit like `read`.
 pub async fn search_respects_filters_and_limit<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(search) = search_of(&store) else {
-        return;
-    };
     let inputs = (1..=6u64)
         .map(|n| {
             let text = if n == 6 { "pear" } else { "apple" };
@@ -96,7 +91,7 @@ pub async fn search_respects_filters_and_limit<F: StoreFactory>(factory: &F) {
         (None, ReadOptions::new().limit(2), vec![1, 2]),
         (
             Some("search-f"),
-            ReadOptions::new().after(all[1].clone()).limit(2),
+            ReadOptions::new().after(all[1]).limit(2),
             vec![3, 4],
         ),
         (
@@ -112,7 +107,7 @@ pub async fn search_respects_filters_and_limit<F: StoreFactory>(factory: &F) {
         ),
     ];
     for (stream, options, expected) in cases {
-        let found = search
+        let found = store
             .search(stream, "APPLE", &options)
             .await
             .unwrap_or_else(|e| panic!("search in {stream:?} with {options:?} failed: {e}"));
@@ -127,9 +122,6 @@ pub async fn search_respects_filters_and_limit<F: StoreFactory>(factory: &F) {
 /// `%` and `_` in a search text are literal characters, not wildcards.
 pub async fn search_treats_percent_and_underscore_literally<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(search) = search_of(&store) else {
-        return;
-    };
     let texts = ["100% sure", "1000 sure", "snake_case", "snakeXcase"];
     let inputs = texts
         .iter()
@@ -144,7 +136,7 @@ pub async fn search_treats_percent_and_underscore_literally<F: StoreFactory>(fac
         ("%_%", vec![]),
     ];
     for (text, expected) in cases {
-        let found = search
+        let found = store
             .search(Some("search-w"), text, &ReadOptions::new())
             .await
             .unwrap_or_else(|e| panic!("search {text:?} failed: {e}"));
@@ -162,9 +154,6 @@ pub async fn search_treats_percent_and_underscore_literally<F: StoreFactory>(fac
 /// letters fold case.
 pub async fn search_matches_string_values_alike_on_every_backend<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(search) = search_of(&store) else {
-        return;
-    };
     let payloads = [
         json!({"msg": "he said \"hi\", then left", "n": 1250, "flag": true}),
         json!({"a": 1, "bb": "x", "list": [1, 2]}),
@@ -197,14 +186,11 @@ pub async fn search_matches_string_values_alike_on_every_backend<F: StoreFactory
         ("çødÉ", &[]),
     ];
     for (text, expected) in cases {
-        let found = search
+        let found = store
             .search(Some("search-s"), text, &ReadOptions::new())
             .await
             .unwrap_or_else(|e| panic!("search {text:?} failed: {e}"));
-        let want: Vec<_> = expected
-            .iter()
-            .map(|&i| ids_by_payload[i].clone())
-            .collect();
+        let want: Vec<_> = expected.iter().map(|&i| ids_by_payload[i]).collect();
         assert_eq!(
             ids(&found),
             want,
@@ -216,13 +202,10 @@ pub async fn search_matches_string_values_alike_on_every_backend<F: StoreFactory
 /// An empty search text, or one with NUL, is `InvalidArgument`.
 pub async fn search_text_must_not_be_empty_or_contain_nul<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let Some(search) = search_of(&store) else {
-        return;
-    };
     append_n(&store, "search-e", 1).await;
     for text in ["", "a\u{0000}b"] {
         assert_err!(
-            search
+            store
                 .search(Some("search-e"), text, &ReadOptions::new())
                 .await,
             Error::InvalidArgument(_),

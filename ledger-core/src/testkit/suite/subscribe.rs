@@ -8,7 +8,7 @@ pub async fn subscribe_delivers_existing_then_live_entries<F: StoreFactory>(fact
     const LIVE: u64 = 12;
     let store = factory.fresh().await;
     append_n(&store, "sub", 3).await;
-    let stream = Stream::<F::Store, Value>::new(store.clone(), "sub").expect("valid stream id");
+    let stream = Stream::<Value>::new(&store, "sub").expect("valid stream id");
     let mut subscription = stream.subscribe(0, fast_subscription());
     let existing = next_n(&mut subscription, 3, "existing entries").await;
     assert_eq!(versions(&existing), [1, 2, 3], "existing entries' versions");
@@ -53,7 +53,7 @@ pub async fn subscribe_delivers_existing_then_live_entries<F: StoreFactory>(fact
 pub async fn subscribe_from_middle_version_skips_earlier_entries<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
     append_n(&store, "sub-mid", 5).await;
-    let stream = Stream::<F::Store, Value>::new(store.clone(), "sub-mid").expect("valid stream id");
+    let stream = Stream::<Value>::new(&store, "sub-mid").expect("valid stream id");
     let mut subscription = stream.subscribe(2, fast_subscription());
     let existing = next_n(&mut subscription, 3, "entries after version 2").await;
     assert_eq!(versions(&existing), [3, 4, 5], "entries after version 2");
@@ -65,22 +65,12 @@ pub async fn subscribe_from_middle_version_skips_earlier_entries<F: StoreFactory
 }
 
 /// `subscribe_feed` delivers existing feed records, then live ones, in order, and can resume
-/// from a position; without a change feed it yields `NotSupported`.
+/// from a position.
 pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>(factory: &F) {
     const LIVE: u64 = 10;
     let store = factory.fresh().await;
-    if change_feed_of(&store).is_none() {
-        let mut subscription = subscribe_feed(store.clone(), None, fast_subscription());
-        match tokio::time::timeout(ITEM_TIMEOUT, subscription.next()).await {
-            Ok(Some(Err(Error::NotSupported(_)))) => {}
-            other => {
-                panic!("subscribe_feed without a change feed: expected NotSupported, got {other:?}")
-            }
-        }
-        return;
-    }
     append_n(&store, "sub-feed", 2).await;
-    let mut subscription = subscribe_feed(store.clone(), None, fast_subscription());
+    let mut subscription = store.subscribe_feed(None, fast_subscription());
     let existing = next_n(&mut subscription, 1, "existing feed record").await;
     assert!(
         matches!(&existing[0].mutation, Mutation::Append { entries } if ns(entries) == [1, 2]),
@@ -112,7 +102,7 @@ pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>
     assert_next_record_is_sentinel(&store, &mut subscription, "after the last live record").await;
 
     let middle = live[4].position;
-    let mut resumed = subscribe_feed(store.clone(), Some(middle), fast_subscription());
+    let mut resumed = store.subscribe_feed(Some(middle), fast_subscription());
     // The live records after `middle`, then the sentinel appended above.
     let mut rest = next_n(&mut resumed, live.len() - 4, "records after a position").await;
     rest.pop();
@@ -131,15 +121,9 @@ pub async fn subscriptions_wake_on_the_commit_signal_long_before_polling<F: Stor
     factory: &F,
 ) {
     let store = factory.fresh().await;
-    if store.commits().is_none() {
-        return; // polling alone: nothing to wake
-    }
-    let slow = SubscribeOptions {
-        poll_interval: Duration::from_secs(60),
-        ..fast_subscription()
-    };
-    let counted = CountingStore::new(store.clone());
-    let stream = Stream::<_, Value>::new(counted.clone(), "wake").expect("valid stream id");
+    let slow = fast_subscription().poll_interval(Duration::from_secs(60));
+    let (counted_store, counted) = ReadCounter::wrap(&store);
+    let stream = Stream::<Value>::new(&counted_store, "wake").expect("valid stream id");
     let mut entries = stream.subscribe(0, slow);
     let first = tokio::spawn(async move {
         let entry = entries.next().await;
@@ -156,14 +140,14 @@ pub async fn subscriptions_wake_on_the_commit_signal_long_before_polling<F: Stor
         .expect("entry delivered");
     assert_eq!(entry.id, id, "the appended entry");
 
-    let Some(feed) = change_feed_of(&store) else {
+    if store.capabilities().change_feed.is_none() {
         return;
-    };
-    let start = positions(&read_feed_from(feed, None, MAX_LIMIT).await)
+    }
+    let start = positions(&read_feed_from(&store, None, MAX_LIMIT).await)
         .last()
         .copied();
-    let counted = CountingStore::new(store.clone());
-    let mut records = subscribe_feed(counted.clone(), start, slow);
+    let (counted_store, counted) = ReadCounter::wrap(&store);
+    let mut records = counted_store.subscribe_feed(start, slow);
     let first = tokio::spawn(async move {
         let record = records.next().await;
         (record, records)

@@ -5,9 +5,6 @@ use super::support::*;
 /// `set_tags` replaces the entry's tags and sets its `updated_at`; other entries are untouched.
 pub async fn set_tags_replaces_tags_and_sets_updated_at<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_tags(&store).await {
-        return;
-    }
     let all = append_all(
         &store,
         "tagged",
@@ -15,7 +12,7 @@ pub async fn set_tags_replaces_tags_and_sets_updated_at<F: StoreFactory>(factory
     )
     .await;
     store
-        .set_tags("tagged", &all[0], tags(&["c", "d"]))
+        .set_tags("tagged", all[0], tags(&["c", "d"]))
         .await
         .unwrap_or_else(|e| panic!("set_tags failed: {e}"));
     let entries = read_all(&store, "tagged").await;
@@ -38,7 +35,7 @@ pub async fn set_tags_replaces_tags_and_sets_updated_at<F: StoreFactory>(factory
     assert_eq!(untouched.updated_at, None, "other entry's updated_at");
 
     store
-        .set_tags("tagged", &all[0], BTreeSet::new())
+        .set_tags("tagged", all[0], BTreeSet::new())
         .await
         .unwrap_or_else(|e| panic!("set_tags to no tags failed: {e}"));
     let entries = read_all(&store, "tagged").await;
@@ -64,14 +61,11 @@ pub async fn set_tags_replaces_tags_and_sets_updated_at<F: StoreFactory>(factory
 /// `updated_at` is set.
 pub async fn set_annotations_merges_and_none_deletes<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_annotations(&store).await {
-        return;
-    }
     let all = append_n(&store, "annotated", 2).await;
     store
         .set_annotations(
             "annotated",
-            &all[0],
+            all[0],
             changes(&[("x", Some("1")), ("y", Some("2"))]),
         )
         .await
@@ -91,7 +85,7 @@ pub async fn set_annotations_merges_and_none_deletes<F: StoreFactory>(factory: &
     store
         .set_annotations(
             "annotated",
-            &all[0],
+            all[0],
             changes(&[("x", None), ("z", Some("3")), ("never-set", None)]),
         )
         .await
@@ -120,13 +114,10 @@ pub async fn set_annotations_merges_and_none_deletes<F: StoreFactory>(factory: &
 /// stream never written) is `EntryNotFound` and changes nothing.
 pub async fn set_tags_on_unknown_entry_is_entry_not_found<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_tags(&store).await {
-        return;
-    }
     let mine = append_n(&store, "nf", 2).await;
     let theirs = append_all(&store, "nf-other", vec![item(9).tag("keep")]).await;
     assert_err!(
-        store.set_tags("nf", &theirs[0], tags(&["x"])).await,
+        store.set_tags("nf", theirs[0], tags(&["x"])).await,
         Error::EntryNotFound { .. },
         "set_tags with another stream's id"
     );
@@ -142,16 +133,16 @@ pub async fn set_tags_on_unknown_entry_is_entry_not_found<F: StoreFactory>(facto
     );
 
     store
-        .trim("nf", &mine[0])
+        .trim("nf", mine[0])
         .await
         .unwrap_or_else(|e| panic!("trim failed: {e}"));
     assert_err!(
-        store.set_tags("nf", &mine[0], tags(&["x"])).await,
+        store.set_tags("nf", mine[0], tags(&["x"])).await,
         Error::EntryNotFound { .. },
         "set_tags with a trimmed id"
     );
     assert_err!(
-        store.set_tags("nf-never", &mine[1], tags(&["x"])).await,
+        store.set_tags("nf-never", mine[1], tags(&["x"])).await,
         Error::EntryNotFound { .. },
         "set_tags on a stream that was never written"
     );
@@ -161,14 +152,11 @@ pub async fn set_tags_on_unknown_entry_is_entry_not_found<F: StoreFactory>(facto
 /// nothing.
 pub async fn set_annotations_on_unknown_entry_is_entry_not_found<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    if !supports_annotations(&store).await {
-        return;
-    }
     let mine = append_n(&store, "nf", 2).await;
     let theirs = append_n(&store, "nf-other", 1).await;
     let set = changes(&[("k", Some("v"))]);
     assert_err!(
-        store.set_annotations("nf", &theirs[0], set.clone()).await,
+        store.set_annotations("nf", theirs[0], set.clone()).await,
         Error::EntryNotFound { .. },
         "set_annotations with another stream's id"
     );
@@ -183,16 +171,16 @@ pub async fn set_annotations_on_unknown_entry_is_entry_not_found<F: StoreFactory
     );
 
     store
-        .trim("nf", &mine[0])
+        .trim("nf", mine[0])
         .await
         .unwrap_or_else(|e| panic!("trim failed: {e}"));
     assert_err!(
-        store.set_annotations("nf", &mine[0], set.clone()).await,
+        store.set_annotations("nf", mine[0], set.clone()).await,
         Error::EntryNotFound { .. },
         "set_annotations with a trimmed id"
     );
     assert_err!(
-        store.set_annotations("nf-never", &mine[1], set).await,
+        store.set_annotations("nf-never", mine[1], set).await,
         Error::EntryNotFound { .. },
         "set_annotations on a stream that was never written"
     );
@@ -203,33 +191,24 @@ pub async fn set_annotations_on_unknown_entry_is_entry_not_found<F: StoreFactory
 /// entry is still `EntryNotFound`.
 pub async fn unchanged_tags_and_annotations_write_nothing<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
-    let (tags_ok, annotations_ok) = (
-        supports_tags(&store).await,
-        supports_annotations(&store).await,
-    );
-    let all = append_all(&store, "steady", vec![item(1).tag("a")]).await;
-    let id = &all[0];
-    let records = async |store: &F::Store| match change_feed_of(store) {
-        Some(feed) => read_feed_from(feed, None, 100).await.len(),
+    let id = append_all(&store, "steady", vec![item(1).tag("a")]).await[0];
+    let records = async |store: &Store| match store.capabilities().change_feed {
+        Some(_) => read_feed_from(store, None, 100).await.len(),
         None => 0,
     };
     let before = records(&store).await;
-    if tags_ok {
-        store
-            .set_tags("steady", id, tags(&["a"]))
-            .await
-            .unwrap_or_else(|e| panic!("set_tags to the same tags failed: {e}"));
-    }
-    if annotations_ok {
-        store
-            .set_annotations("steady", id, BTreeMap::new())
-            .await
-            .unwrap_or_else(|e| panic!("set_annotations with no changes failed: {e}"));
-        store
-            .set_annotations("steady", id, changes(&[("gone", None)]))
-            .await
-            .unwrap_or_else(|e| panic!("deleting a missing annotation failed: {e}"));
-    }
+    store
+        .set_tags("steady", id, tags(&["a"]))
+        .await
+        .unwrap_or_else(|e| panic!("set_tags to the same tags failed: {e}"));
+    store
+        .set_annotations("steady", id, BTreeMap::new())
+        .await
+        .unwrap_or_else(|e| panic!("set_annotations with no changes failed: {e}"));
+    store
+        .set_annotations("steady", id, changes(&[("gone", None)]))
+        .await
+        .unwrap_or_else(|e| panic!("deleting a missing annotation failed: {e}"));
     let entry = read_all(&store, "steady").await.remove(0);
     assert_eq!(
         entry.updated_at, None,
@@ -241,41 +220,35 @@ pub async fn unchanged_tags_and_annotations_write_nothing<F: StoreFactory>(facto
         "nothing changed, so no feed record"
     );
 
-    if annotations_ok {
+    store
+        .set_annotations("steady", id, changes(&[("k", Some("v"))]))
+        .await
+        .unwrap_or_else(|e| panic!("set_annotations failed: {e}"));
+    let changed = read_all(&store, "steady").await.remove(0).updated_at;
+    assert!(changed.is_some(), "a real change sets updated_at");
+    let after_change = records(&store).await;
+    store
+        .set_annotations("steady", id, changes(&[("k", Some("v"))]))
+        .await
+        .unwrap_or_else(|e| panic!("setting an annotation to its value failed: {e}"));
+    let entry = read_all(&store, "steady").await.remove(0);
+    assert_eq!(
+        entry.updated_at, changed,
+        "setting a key to its value changes nothing"
+    );
+    assert_eq!(records(&store).await, after_change, "no feed record for it");
+
+    let ghost = append_all(&store, "other", vec![item(2)]).await[0];
+    assert_err!(
         store
-            .set_annotations("steady", id, changes(&[("k", Some("v"))]))
-            .await
-            .unwrap_or_else(|e| panic!("set_annotations failed: {e}"));
-        let changed = read_all(&store, "steady").await.remove(0).updated_at;
-        assert!(changed.is_some(), "a real change sets updated_at");
-        let after_change = records(&store).await;
-        store
-            .set_annotations("steady", id, changes(&[("k", Some("v"))]))
-            .await
-            .unwrap_or_else(|e| panic!("setting an annotation to its value failed: {e}"));
-        let entry = read_all(&store, "steady").await.remove(0);
-        assert_eq!(
-            entry.updated_at, changed,
-            "setting a key to its value changes nothing"
-        );
-        assert_eq!(records(&store).await, after_change, "no feed record for it");
-        let ghost = append_all(&store, "other", vec![item(2)]).await.remove(0);
-        assert_err!(
-            store
-                .set_annotations("steady", &ghost, BTreeMap::new())
-                .await,
-            Error::EntryNotFound { .. },
-            "empty changes on an entry of another stream"
-        );
-    }
-    if tags_ok {
-        let ghost = append_all(&store, "other-tags", vec![item(3)])
-            .await
-            .remove(0);
-        assert_err!(
-            store.set_tags("steady", &ghost, tags(&["a"])).await,
-            Error::EntryNotFound { .. },
-            "set_tags on an entry of another stream"
-        );
-    }
+            .set_annotations("steady", ghost, BTreeMap::new())
+            .await,
+        Error::EntryNotFound { .. },
+        "empty changes on an entry of another stream"
+    );
+    assert_err!(
+        store.set_tags("steady", ghost, tags(&["a"])).await,
+        Error::EntryNotFound { .. },
+        "set_tags on an entry of another stream"
+    );
 }

@@ -8,7 +8,7 @@ pub async fn trim_deletes_up_to_id_inclusive<F: StoreFactory>(factory: &F) {
     let all = append_n(&store, "trim", 5).await;
     let other = append_n(&store, "trim-other", 2).await;
     let deleted = store
-        .trim("trim", &all[1])
+        .trim("trim", all[1])
         .await
         .unwrap_or_else(|e| panic!("trim failed: {e}"));
     assert_eq!(deleted, 2, "trim up to the 2nd id deletes 2 entries");
@@ -24,14 +24,14 @@ pub async fn trim_deletes_up_to_id_inclusive<F: StoreFactory>(factory: &F) {
         StreamStat {
             stream: "trim".to_owned(),
             count: 3,
-            first_id: Some(all[2].clone()),
-            last_id: Some(all[4].clone()),
+            first_id: Some(all[2]),
+            last_id: Some(all[4]),
             last_version: 5,
         },
         "stat after trim"
     );
     let again = store
-        .trim("trim", &all[1])
+        .trim("trim", all[1])
         .await
         .unwrap_or_else(|e| panic!("second trim failed: {e}"));
     assert_eq!(again, 0, "trimming the same prefix again deletes nothing");
@@ -48,7 +48,7 @@ pub async fn trim_keeps_stream_version<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
     let all = append_n(&store, "trim-all", 3).await;
     let deleted = store
-        .trim("trim-all", &all[2])
+        .trim("trim-all", all[2])
         .await
         .unwrap_or_else(|e| panic!("trim failed: {e}"));
     assert_eq!(deleted, 3, "trim up to the last id deletes everything");
@@ -97,7 +97,7 @@ pub async fn trim_of_unknown_stream_deletes_nothing<F: StoreFactory>(factory: &F
     let store = factory.fresh().await;
     let all = append_n(&store, "known", 2).await;
     let deleted = store
-        .trim("unknown", &all[1])
+        .trim("unknown", all[1])
         .await
         .unwrap_or_else(|e| panic!("trim of an unknown stream failed: {e}"));
     assert_eq!(deleted, 0, "trim of an unknown stream");

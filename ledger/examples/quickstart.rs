@@ -1,15 +1,14 @@
-//! Quick start on the embedded SQLite default: append, read, upcast and subscribe.
+//! Quick start on the embedded SQLite default: open a store by URL, append, read, upcast,
+//! retry an optimistic decision and subscribe.
 //!
-//! Run with `cargo run -p ledger-sqlite --example quickstart`; it writes `quickstart.db` in a
-//! temporary directory and prints what it does.
+//! Run with `cargo run -p ledger --example quickstart`; it writes `quickstart.db` in a temporary
+//! directory and prints what it does. Pass a URL (`postgres://…` with `--features postgres`) to
+//! run it on another store.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use ledger_core::{
-    AppendInput, ExpectedVersion, FieldMapper, ReadOptions, Store, Stream, SubscribeOptions,
-};
-use ledger_sqlite::SqliteStore;
+use ledger::{AppendInput, ExpectedVersion, FieldMapper, ReadOptions, Stream, SubscribeOptions};
 use serde::{Deserialize, Serialize};
 
 /// Schema version 2 of an order event; version 1 called `cents` "amount" and had no currency.
@@ -24,13 +23,18 @@ struct OrderPlaced {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("ledger-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("quickstart.db");
-    let store = SqliteStore::builder()
-        .table("orders")
-        .change_feed(true)
-        .open(&path)
-        .await?;
-    println!("opened {}", path.display());
+    let default_url = format!("sqlite://{}/quickstart.db", dir.display());
+    let url = std::env::args().nth(1).unwrap_or(default_url);
+    let store = ledger::open_with(
+        &url,
+        ledger::OpenOptions::new().table("orders").change_feed(true),
+    )
+    .await?;
+    println!(
+        "opened {url} ({} store {:?})",
+        store.backend_kind(),
+        store.name()
+    );
 
     // An entry written by an older release, at schema version 1.
     let old = serde_json::json!({"sku": "A-1", "amount": 1250});
@@ -43,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // Today's code reads and writes version 2, upcasting older entries on read.
-    let orders = Stream::<_, OrderPlaced>::new(store.clone(), "customer-7")?
+    let orders = Stream::<OrderPlaced>::new(&store, "customer-7")?
         .schema_version(2)?
         .upcaster(
             FieldMapper::new(1)
@@ -73,11 +77,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    // An optimistic decision: read the stream, decide, append expecting what was read; a
+    // writer that got in between makes it read and decide again.
+    let decided = orders
+        .decide(3, |history| {
+            // Orders above 20 EUR in all get one gift.
+            let total: u64 = history.iter().map(|e| e.payload.cents).sum();
+            let gifted = history.iter().any(|e| e.payload.sku == "GIFT");
+            Ok(if total > 2_000 && !gifted {
+                vec![OrderPlaced {
+                    sku: "GIFT".into(),
+                    cents: 0,
+                    currency: "EUR".into(),
+                }]
+            } else {
+                Vec::new()
+            })
+        })
+        .await?;
+    println!("decided: the stream is at version {}", decided.version);
+
     // Subscribe from the start: the two stored entries, then a live one.
-    let options = SubscribeOptions {
-        poll_interval: Duration::from_millis(50),
-        ..Default::default()
-    };
+    let options = SubscribeOptions::new().poll_interval(Duration::from_millis(50));
     let mut live = orders.subscribe(0, options);
     let writer = orders.clone();
     tokio::spawn(async move {
@@ -86,9 +107,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cents: 100,
             currency: "EUR".into(),
         };
-        writer.append(vec![late], ExpectedVersion::Exact(2)).await
+        writer.append(vec![late], ExpectedVersion::Exact(3)).await
     });
-    for _ in 0..3 {
+    for _ in 0..4 {
         let entry = tokio::time::timeout(Duration::from_secs(5), live.next())
             .await?
             .ok_or("subscription ended")??;

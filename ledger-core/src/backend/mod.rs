@@ -1,0 +1,210 @@
+//! For backend authors: the trait a storage backend implements, and the pieces every backend
+//! shares (append planning, the commit signal, stored-record conversions).
+//!
+//! # Writing a backend
+//!
+//! A backend is a type that implements [`Backend`] (and the capability traits it offers); users
+//! never call it directly. They hold a [`crate::Store`], made with [`crate::Store::new`], which
+//! sits in front of every backend and does once, for all of them, what the contract asks before
+//! a call reaches storage:
+//!
+//! - refuses every call after [`crate::Store::close`] with [`crate::Error::StoreClosed`];
+//! - validates stream ids, append inputs (keys, metadata, tags, payload depth), tags,
+//!   annotations, cursor names, search texts and page limits, naming the bad value;
+//! - answers an empty append without the backend, and [`crate::Error::NotSupported`] for a
+//!   capability the backend does not offer (from the `as_*` accessors);
+//! - names the store in every [`crate::Error::Backend`] the backend returns.
+//!
+//! So a backend method may assume valid arguments and an open store, and writes only what is
+//! specific to its storage:
+//!
+//! 1. **Append** ([`Backend::append`]): inside one transaction or lock, read the stream's version
+//!    and which of the batch's dedup keys it already holds ([`append::dedup_keys`]), decide with
+//!    [`append::plan_append`] (dedup within the batch and against the store, the expected-version
+//!    check, the all-duplicates retry rule), write [`append::AppendPlan::rows`] and return
+//!    [`append::AppendPlan::result`]. Let the database decide races: a unique `(stream,
+//!    version)` and `(stream, dedup_key)` index, so that of two appenders expecting one version
+//!    exactly one wins, from any process. Ids ascend with versions within a stream.
+//! 2. **Reads** keep [`crate::ReadOptions`] exactly: cursors by id and by version in both
+//!    directions ([`crate::ReadOptions::is_past_cursors`]), every filter ANDed
+//!    ([`crate::Filter::matches`] is the reference), ordered by id.
+//! 3. **Capabilities** ([`Backend::capabilities`]) start from [`crate::Capabilities::none`] and
+//!    name what the backend keeps; each `as_*` accessor returns the capability's implementation
+//!    or `None`, and agrees with the flags (the suite checks both).
+//! 4. **Change feed** (if offered): one [`crate::FeedRecord`] per mutation, in the mutation's
+//!    transaction, never readable below a position a reader has seen ([`crate::FeedOrder`]).
+//!    [`feed_record_from_stored`] turns a stored JSON text back into a record.
+//! 5. **Wake-ups**: [`Backend::commits`] hands out a [`CommitSignal`] receiver that the
+//!    backend raises after its commits (and on notifications from other processes, where the
+//!    database has them); subscriptions poll otherwise.
+//! 6. **Errors**: driver errors become [`crate::Error::Backend`] with a
+//!    [`crate::BackendErrorKind`]; stored data that does not decode is
+//!    [`crate::Error::corrupt`], never a panic.
+//! 7. **Tests**: a `tests/conformance.rs` of a few lines runs the whole conformance suite and the
+//!    model test against a real server ([`crate::testkit`], feature `testkit`).
+//!
+//! [`crate::MemoryStore`]'s backend (`memory.rs`) is the reference implementation, short enough
+//! to read whole.
+
+pub mod append;
+pub mod replica;
+mod signal;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+
+use crate::capabilities::Capabilities;
+use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
+use crate::error::{Error, Result};
+use crate::feed::FeedRecord;
+use crate::read::{ListOptions, ReadOptions, SearchQuery};
+
+pub use signal::CommitSignal;
+
+/// A storage backend behind a [`crate::Store`]. Every method receives arguments the store has
+/// validated, on an open store; see the [module docs](self).
+///
+/// The capability accessors have no defaults: a backend (or a layer wrapping one) says for each
+/// capability whether it offers it, so none is hidden by forgetting it.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The store's name (its table or collection), for errors and metrics.
+    fn name(&self) -> &str;
+
+    /// The backend's name (`"sqlite"`, `"postgres"`, …), for metrics.
+    fn kind(&self) -> &'static str;
+
+    /// What this store offers.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Appends a non-empty batch; see [`crate::Store::append`].
+    async fn append(
+        &self,
+        stream: &str,
+        entries: Vec<AppendInput>,
+        expected: ExpectedVersion,
+    ) -> Result<AppendResult>;
+
+    /// One page of `stream`; see [`crate::Store::read`].
+    async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>>;
+
+    /// See [`crate::Store::count`].
+    async fn count(&self, stream: &str) -> Result<u64>;
+
+    /// See [`crate::Store::stat`].
+    async fn stat(&self, stream: &str) -> Result<StreamStat>;
+
+    /// See [`crate::Store::list_streams`].
+    async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>>;
+
+    /// See [`crate::Store::set_tags`]; [`Error::NotSupported`] without the capability.
+    async fn set_tags(&self, stream: &str, id: EntryId, tags: BTreeSet<String>) -> Result<()>;
+
+    /// See [`crate::Store::set_annotations`]; [`Error::NotSupported`] without the capability.
+    async fn set_annotations(
+        &self,
+        stream: &str,
+        id: EntryId,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<()>;
+
+    /// See [`crate::Store::trim`]; [`Error::NotSupported`] without the capability.
+    async fn trim(&self, stream: &str, up_to: EntryId) -> Result<u64>;
+
+    /// See [`crate::Store::rename_stream`]; [`Error::NotSupported`] without the capability.
+    async fn rename_stream(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Releases connections; the store refuses every call from now on.
+    async fn close(&self) -> Result<()>;
+
+    /// The commit signal that wakes subscriptions; `None` means they poll alone.
+    fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+
+    /// Search, where offered.
+    fn as_search(&self) -> Option<&dyn SearchBackend>;
+
+    /// The change feed, where offered and enabled.
+    fn as_change_feed(&self) -> Option<&dyn ChangeFeedBackend>;
+
+    /// Durable named cursors, where offered.
+    fn as_cursor_store(&self) -> Option<&dyn CursorBackend>;
+
+    /// Health checks, where offered.
+    fn as_health(&self) -> Option<&dyn HealthBackend>;
+
+    /// Applying replicated feed records, where offered.
+    fn as_replica(&self) -> Option<&dyn ReplicaBackend>;
+}
+
+/// Search over payloads; see [`crate::Store::search`].
+#[async_trait]
+pub trait SearchBackend: Send + Sync {
+    /// Entries of `stream` (of every stream with `None`) matching `query`, a mode the
+    /// capabilities offer.
+    async fn search(
+        &self,
+        stream: Option<&str>,
+        query: &SearchQuery,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry>>;
+}
+
+/// The store's mutation log; see [`crate::Store::read_feed`].
+#[async_trait]
+pub trait ChangeFeedBackend: Send + Sync {
+    /// Up to `limit` records with position greater than `after` (from the start with `None`),
+    /// ascending. Never returns a record while an earlier position may still commit.
+    async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>>;
+}
+
+/// Durable named positions; see [`crate::Store::get_cursor`].
+#[async_trait]
+pub trait CursorBackend: Send + Sync {
+    /// The saved position, if any.
+    async fn get_cursor(&self, name: &str) -> Result<Option<u64>>;
+
+    /// Saves `position` unless a greater one is already saved.
+    async fn set_cursor(&self, name: &str, position: u64) -> Result<()>;
+}
+
+/// Liveness of the database; see [`crate::Store::health`].
+#[async_trait]
+pub trait HealthBackend: Send + Sync {
+    /// `Ok` if the database answers.
+    async fn health(&self) -> Result<()>;
+}
+
+/// Applying another store's feed records; see [`crate::Store::apply_replicated`].
+#[async_trait]
+pub trait ReplicaBackend: Send + Sync {
+    /// Applies `records` (ascending positions, non-empty) whose position is above the saved
+    /// cursor `cursor`, keeping their ids, versions and timestamps, and saves the cursor at the
+    /// last record's position. Returns how many records were applied (not skipped).
+    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64>;
+}
+
+/// Rebuilds a feed record from what a store keeps: its position, stream and the mutation's JSON.
+pub fn feed_record_from_stored(
+    position: i64,
+    stream: String,
+    mutation: &str,
+) -> Result<FeedRecord> {
+    let mutation = serde_json::from_str(mutation)
+        .map_err(|e| Error::corrupt(format_args!("feed record {position}: {e}")))?;
+    Ok(FeedRecord {
+        position: position as u64,
+        stream,
+        mutation,
+    })
+}
+
+/// A feed position or cursor as the SQL backends store it (`BIGINT`).
+pub fn stored_position(position: u64) -> Result<i64> {
+    i64::try_from(position).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "position {position} exceeds the largest, {}",
+            i64::MAX
+        ))
+    })
+}

@@ -1,0 +1,170 @@
+//! Applying replicated feed records, written once: a backend supplies the storage steps
+//! ([`ReplicaTarget`], run inside its transaction where it has one) and [`apply_records`]
+//! decides what each record does.
+//!
+//! A record at or below the saved cursor is skipped, which makes replaying any prefix a no-op.
+//! Above it, each record is applied so that the replica ends as the source did:
+//! - an append inserts its entries with their ids, versions and timestamps, skipping an entry
+//!   this store already holds under that id with the same stream and version (a replay), and
+//!   refusing one held for another entry ([`BackendErrorKind::Constraint`]: two sources, or
+//!   local appends, in one replica);
+//! - tags and annotations are set to the state the record carries, on the entry if it is here;
+//! - a trim deletes what it deleted at the source (entries with id up to its bound);
+//! - a rename moves the stream if it is here and its new name is free.
+//!
+//! Each applied record is also recorded in the replica's own change feed, if it has one, so
+//! replicas can be chained.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::entry::{Entry, EntryId};
+use crate::error::{BackendErrorKind, Error, Result};
+use crate::feed::{FeedRecord, Mutation};
+
+/// The storage steps of applying records, on one transaction (or lock) of a backend.
+#[async_trait]
+pub trait ReplicaTarget: Send {
+    /// The position saved under cursor `name`, if any.
+    async fn cursor(&mut self, name: &str) -> Result<Option<u64>>;
+
+    /// Saves `position` under cursor `name` (never lower than what is saved).
+    async fn save_cursor(&mut self, name: &str, position: u64) -> Result<()>;
+
+    /// `(id, stream, version)` of every entry this store holds under one of `ids`.
+    async fn held(&mut self, ids: &[EntryId]) -> Result<Vec<(EntryId, String, u64)>>;
+
+    /// Inserts `entries` exactly as given, and raises each stream's version to at least its
+    /// highest inserted version (so ids taken later by this store's own appends are higher).
+    async fn insert(&mut self, entries: &[Entry]) -> Result<()>;
+
+    /// Sets an entry's tags and `updated_at`; `false` if the entry is not here.
+    async fn set_tags(
+        &mut self,
+        stream: &str,
+        id: EntryId,
+        tags: &BTreeSet<String>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Sets an entry's annotations and `updated_at`; `false` if the entry is not here.
+    async fn set_annotations(
+        &mut self,
+        stream: &str,
+        id: EntryId,
+        annotations: &BTreeMap<String, String>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Deletes the stream's entries with id `<= up_to`; how many.
+    async fn trim(&mut self, stream: &str, up_to: EntryId) -> Result<u64>;
+
+    /// Renames `from` to `to` if `from` exists and `to` does not; `false` otherwise.
+    async fn rename(&mut self, from: &str, to: &str) -> Result<bool>;
+
+    /// Records `mutation` in this store's change feed (nothing without one).
+    async fn record(&mut self, stream: &str, mutation: &Mutation) -> Result<()>;
+}
+
+/// Applies the records above the saved cursor `cursor` to `target`, then saves the cursor at
+/// the last record's position. Returns how many records changed something. On an error, the
+/// caller's transaction (if any) must be rolled back.
+pub async fn apply_records(
+    target: &mut dyn ReplicaTarget,
+    cursor: &str,
+    records: &[FeedRecord],
+) -> Result<u64> {
+    let saved = target.cursor(cursor).await?.unwrap_or(0);
+    let mut applied = 0;
+    for record in records.iter().filter(|r| r.position > saved) {
+        if apply_one(target, record).await? {
+            applied += 1;
+        }
+    }
+    if let Some(last) = records.last().filter(|r| r.position > saved) {
+        target.save_cursor(cursor, last.position).await?;
+    }
+    Ok(applied)
+}
+
+async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Result<bool> {
+    let stream = record.stream.as_str();
+    match &record.mutation {
+        Mutation::Append { entries } => {
+            let ids: Vec<EntryId> = entries.iter().map(|e| e.id).collect();
+            let held = target.held(&ids).await?;
+            let mut fresh = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match held.iter().find(|(id, _, _)| *id == entry.id) {
+                    Some((_, s, v)) if *s == entry.stream && *v == entry.version => {}
+                    Some((_, s, v)) => {
+                        return Err(Error::backend(
+                            BackendErrorKind::Constraint,
+                            format!(
+                                "replicated entry {} ({}@{}) collides with the entry this store \
+                                 holds under that id ({s}@{v}): does another source, or an \
+                                 append of its own, write into this replica?",
+                                entry.id, entry.stream, entry.version
+                            ),
+                        ));
+                    }
+                    None => fresh.push(entry.clone()),
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(false);
+            }
+            target.insert(&fresh).await?;
+            target
+                .record(stream, &Mutation::Append { entries: fresh })
+                .await?;
+            Ok(true)
+        }
+        Mutation::SetTags {
+            id,
+            tags,
+            updated_at,
+            ..
+        } => {
+            let done = target.set_tags(stream, *id, tags, *updated_at).await?;
+            if done {
+                target.record(stream, &record.mutation).await?;
+            }
+            Ok(done)
+        }
+        Mutation::SetAnnotations {
+            id,
+            annotations,
+            updated_at,
+            ..
+        } => {
+            let done = target
+                .set_annotations(stream, *id, annotations, *updated_at)
+                .await?;
+            if done {
+                target.record(stream, &record.mutation).await?;
+            }
+            Ok(done)
+        }
+        Mutation::Trim { up_to, .. } => {
+            let deleted = target.trim(stream, *up_to).await?;
+            if deleted > 0 {
+                let trim = Mutation::Trim {
+                    up_to: *up_to,
+                    deleted,
+                };
+                target.record(stream, &trim).await?;
+            }
+            Ok(deleted > 0)
+        }
+        Mutation::Rename { to } => {
+            let done = target.rename(stream, to).await?;
+            if done {
+                target.record(stream, &record.mutation).await?;
+            }
+            Ok(done)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Replication: applying another store's feed records reproduces it, idempotently.
+
+use super::support::*;
+use crate::{MemoryStore, TimestampPrecision};
+
+/// Every kind of mutation, on several streams: appends with every field, duplicates, tags,
+/// annotations set and deleted, a trim, a rename and appends after it.
+async fn mutate(store: &Store) {
+    let full = AppendInput::new(json!({"sku": "A-1", "cents": 1250, "big": u64::MAX}))
+        .order_key("customer-7")
+        .dedup_key("request-1")
+        .schema_version(2)
+        .metadata("source", "checkout")
+        .tag("new");
+    let orders = append_all(store, "orders", vec![full, item(2), item(3)]).await;
+    let retry = AppendInput::new(json!({"retry": true})).dedup_key("request-1");
+    let duplicate = store
+        .append("orders", vec![retry], ExpectedVersion::Any)
+        .await
+        .unwrap_or_else(|e| panic!("a duplicate append failed: {e}"));
+    assert!(
+        !duplicate.outcomes[0].is_appended(),
+        "the retry is a duplicate"
+    );
+    let payments = append_all(store, "payments", items(1..=4)).await;
+    store
+        .set_tags("orders", orders[0], tags(&["paid", "priority"]))
+        .await
+        .unwrap_or_else(|e| panic!("set_tags failed: {e}"));
+    store
+        .set_annotations(
+            "orders",
+            orders[1],
+            changes(&[("note", Some("gift")), ("by", Some("ann"))]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("set_annotations failed: {e}"));
+    store
+        .set_annotations("orders", orders[1], changes(&[("by", None)]))
+        .await
+        .unwrap_or_else(|e| panic!("deleting an annotation failed: {e}"));
+    store
+        .trim("payments", payments[1])
+        .await
+        .unwrap_or_else(|e| panic!("trim failed: {e}"));
+    store
+        .rename_stream("payments", "settled")
+        .await
+        .unwrap_or_else(|e| panic!("rename failed: {e}"));
+    append_all(store, "settled", vec![item(5)]).await;
+    append_all(store, "payments", vec![item(6)]).await;
+    store
+        .trim("orders", orders[2])
+        .await
+        .unwrap_or_else(|e| panic!("trim to empty failed: {e}"));
+}
+
+const STREAMS: [&str; 3] = ["orders", "payments", "settled"];
+
+/// What a reader can see of a store, timestamps cut to `precision`.
+async fn state(store: &Store, precision: TimestampPrecision) -> Vec<(StreamStat, Vec<Entry>)> {
+    let mut seen = Vec::new();
+    for stream in STREAMS {
+        let mut entries = read_all(store, stream).await;
+        for e in &mut entries {
+            e.created_at = precision.truncate(e.created_at);
+            e.updated_at = e.updated_at.map(|t| precision.truncate(t));
+        }
+        seen.push((stat_of(store, stream).await, entries));
+    }
+    seen
+}
+
+/// The coarser of two stores' timestamp precisions.
+fn coarser(a: &Store, b: &Store) -> TimestampPrecision {
+    a.capabilities()
+        .timestamp_precision
+        .min(b.capabilities().timestamp_precision)
+}
+
+async fn apply(sink: &Store, cursor: &str, records: &[FeedRecord]) -> u64 {
+    sink.apply_replicated(cursor, records)
+        .await
+        .unwrap_or_else(|e| panic!("applying {} records failed: {e}", records.len()))
+}
+
+/// A source's feed, applied to this store in batches, reproduces the source exactly: the same
+/// streams, ids, versions, payloads, every field, tags, annotations, timestamps (at this store's
+/// precision), versions of trimmed streams, the stream list; the cursor ends at the last record.
+pub async fn replicated_records_reproduce_the_source_exactly<F: StoreFactory>(factory: &F) {
+    let source = MemoryStore::new();
+    mutate(&source).await;
+    let records = read_feed_from(&source, None, MAX_LIMIT).await;
+    let sink = factory.fresh().await;
+    let cursor = format!("bridge_{}", fresh_table());
+    let mut applied = 0;
+    for batch in records.chunks(3) {
+        applied += apply(&sink, &cursor, batch).await;
+    }
+    assert_eq!(applied, records.len() as u64, "every record applied once");
+    let precision = coarser(&source, &sink);
+    assert_eq!(
+        state(&sink, precision).await,
+        state(&source, precision).await,
+        "the replica equals the source"
+    );
+    assert_eq!(
+        list_with(&sink, &ListOptions::new()).await,
+        list_with(&source, &ListOptions::new()).await,
+        "the same streams are listed"
+    );
+    if sink.capabilities().cursor_store {
+        let saved = sink
+            .get_cursor(&cursor)
+            .await
+            .unwrap_or_else(|e| panic!("get_cursor: {e}"));
+        assert_eq!(
+            saved,
+            records.last().map(|r| r.position),
+            "the cursor is at the last record"
+        );
+    }
+    let next = sink
+        .append("orders", vec![item(7)], ExpectedVersion::Exact(3))
+        .await
+        .unwrap_or_else(|e| panic!("an append after replication failed: {e}"));
+    let ids = appended(&next, "append after replication");
+    let highest = records
+        .iter()
+        .flat_map(|r| match &r.mutation {
+            Mutation::Append { entries } => entries.iter().map(|e| e.id).collect(),
+            _ => Vec::new(),
+        })
+        .max()
+        .expect("the feed holds appends");
+    assert!(
+        ids[0].0 > highest,
+        "new ids come after replicated ones: {:?} vs {highest:?}",
+        ids[0].0
+    );
+}
+
+/// Replaying any prefix of the feed under the same cursor (a bridge restarted from an older
+/// position) changes nothing and never fails.
+pub async fn replaying_any_prefix_of_the_feed_changes_nothing<F: StoreFactory>(factory: &F) {
+    let source = MemoryStore::new();
+    mutate(&source).await;
+    let records = read_feed_from(&source, None, MAX_LIMIT).await;
+    let sink = factory.fresh().await;
+    let cursor = format!("bridge_{}", fresh_table());
+    apply(&sink, &cursor, &records).await;
+    let precision = coarser(&source, &sink);
+    let expected = state(&sink, precision).await;
+    for end in 0..=records.len() {
+        let applied = apply(&sink, &cursor, &records[..end]).await;
+        assert_eq!(
+            applied, 0,
+            "a replayed prefix of {end} records applies nothing"
+        );
+        assert_eq!(
+            state(&sink, precision).await,
+            expected,
+            "after replaying {end} records"
+        );
+    }
+}
+
+/// A replicated append whose id this store holds for another entry is refused, not an
+/// overwrite: the batch applies nothing and the cursor stays.
+pub async fn replicated_ids_held_by_other_entries_are_refused<F: StoreFactory>(factory: &F) {
+    let sink = factory.fresh().await;
+    let local = append_all(&sink, "local", vec![item(1)]).await[0];
+    let source = MemoryStore::new();
+    append_all(&source, "replicated", items(1..=2)).await;
+    let mut records = read_feed_from(&source, None, 10).await;
+    let Mutation::Append { entries } = &mut records[0].mutation else {
+        panic!("the first record is an append");
+    };
+    entries[0].id = local; // the source and this store disagree on what the id is
+    let cursor = format!("bridge_{}", fresh_table());
+    let refused = sink.apply_replicated(&cursor, &records).await;
+    assert!(refused.is_err(), "an id collision is refused: {refused:?}");
+    assert_eq!(
+        count_of(&sink, "replicated").await,
+        0,
+        "nothing of the batch was applied"
+    );
+    assert_eq!(
+        ns(&read_all(&sink, "local").await),
+        [1],
+        "the local entry is untouched"
+    );
+    if sink.capabilities().cursor_store {
+        assert_eq!(
+            sink.get_cursor(&cursor).await.ok().flatten(),
+            None,
+            "the cursor stays"
+        );
+    }
+}
+
+/// This store's own change feed, applied to the reference store, reproduces this store: its
+/// records carry every field, id, version and timestamp a replica needs.
+pub async fn the_change_feed_reproduces_the_store_in_a_replica<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    mutate(&store).await;
+    let records = read_feed_from(&store, None, MAX_LIMIT).await;
+    let replica: Store = MemoryStore::new().into();
+    apply(&replica, "bridge", &records).await;
+    let precision = coarser(&store, &replica);
+    assert_eq!(
+        state(&replica, precision).await,
+        state(&store, precision).await,
+        "the replica built from the change feed equals the store"
+    );
+}
