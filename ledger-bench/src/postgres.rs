@@ -208,7 +208,7 @@ async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<
 /// rows decoded the same way.
 async fn feed_catch_up(store: &PostgresStore, pool: &PgPool, entries: usize) -> Result<(f64, f64)> {
     let count = |m: &Mutation| match m {
-        Mutation::Append { entries } => entries.len(),
+        Mutation::Append { entries, .. } => entries.len(),
         _ => 0,
     };
     let started = Instant::now();

@@ -29,6 +29,9 @@ pub enum Mutation {
     Append {
         /// The entries as stored.
         entries: Vec<Entry>,
+        /// The stream's version after the append, which a replica keeps even where the
+        /// entries are gone (trimmed since).
+        version: u64,
     },
     /// An entry's tags were replaced.
     SetTags {

@@ -173,9 +173,14 @@ impl ReplicaTarget for State {
         for entry in entries {
             self.last_id = self.last_id.max(entry.id.get());
             let data = self.streams.entry(entry.stream.clone()).or_default();
-            data.version = data.version.max(entry.version);
             data.entries.insert(entry.id, entry.clone());
         }
+        Ok(())
+    }
+
+    async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()> {
+        let data = self.streams.entry(stream.to_owned()).or_default();
+        data.version = data.version.max(version);
         Ok(())
     }
 
@@ -391,7 +396,14 @@ impl Backend for MemoryBackend {
         data.version = plan.new_version;
         data.entries
             .extend(written.iter().map(|e| (e.id, e.clone())));
-        state.record(stream, Mutation::Append { entries: written });
+        let version = plan.new_version;
+        state.record(
+            stream,
+            Mutation::Append {
+                entries: written,
+                version,
+            },
+        );
         drop(state);
         self.signal.committed();
         Ok(plan.result(&ids))

@@ -181,7 +181,8 @@ pub async fn append_on(
     raw.sort_unstable();
     let ids: Vec<EntryId> = raw.iter().copied().map(EntryId::new).collect();
     let entries = plan.entries(stream, &inputs, &ids, created_at);
-    let feed_text = ledger_sql::json_text(&Mutation::Append { entries });
+    let version = plan.new_version;
+    let feed_text = ledger_sql::json_text(&Mutation::Append { entries, version });
     bind_rows(&sql.insert_entries_with_feed)
         .bind(&raw)
         .bind(&feed_text)

@@ -146,23 +146,20 @@ impl ReplicaTarget for Target<'_> {
             .execute(&mut *self.conn)
             .await
             .map_err(backend_err)?;
-        let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
-        for e in entries {
-            let v = versions.entry(e.stream.as_str()).or_default();
-            *v = (*v).max(e.version);
-        }
-        let streams: Vec<&str> = versions.keys().copied().collect();
-        let highest: Vec<i64> = versions.values().map(|&v| v as i64).collect();
-        sqlx::query(&self.sql.raise_stream_versions)
-            .bind(&streams)
-            .bind(&highest)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(backend_err)?;
         // Ids this store assigns later must come after the replicated ones.
         let top = entries.iter().map(|e| e.id.get()).max().unwrap_or(0);
         sqlx::query(&self.sql.raise_ids)
             .bind(top)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()> {
+        sqlx::query(&self.sql.raise_stream_version)
+            .bind(stream)
+            .bind(ledger_sql::stored_version(version))
             .execute(&mut *self.conn)
             .await
             .map_err(backend_err)?;

@@ -268,7 +268,8 @@ async fn write_plan(
     let feed_text;
     if change_feed {
         let entries = plan.entries(stream, inputs, &ids, created_at);
-        feed_text = ledger_sql::json_text(&Mutation::Append { entries });
+        let version = plan.new_version;
+        feed_text = ledger_sql::json_text(&Mutation::Append { entries, version });
         q.push(&sql.insert_feed_prefix)
             .push_bind(stream)
             .push(", ")

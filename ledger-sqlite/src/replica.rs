@@ -113,19 +113,16 @@ impl ReplicaTarget for Target<'_> {
                 .await
                 .map_err(backend_err)?;
         }
-        let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
-        for e in entries {
-            let v = versions.entry(e.stream.as_str()).or_default();
-            *v = (*v).max(e.version);
-        }
-        for (stream, version) in versions {
-            sqlx::query(&self.sql.raise_stream_version)
-                .bind(stream)
-                .bind(version as i64)
-                .execute(&mut *self.conn)
-                .await
-                .map_err(backend_err)?;
-        }
+        Ok(())
+    }
+
+    async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()> {
+        sqlx::query(&self.sql.raise_stream_version)
+            .bind(stream)
+            .bind(ledger_sql::stored_version(version))
+            .execute(&mut *self.conn)
+            .await
+            .map_err(backend_err)?;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //!
 //! A record at or below the saved cursor is skipped, which makes replaying any prefix a no-op.
 //! Above it, each record is applied so that the replica ends as the source did:
-//! - an append inserts its entries with their ids, versions and timestamps, skipping an entry
+//! - an append raises its stream's version and inserts its entries with their ids, versions and
+//!   timestamps, skipping an entry
 //!   this store already holds under that id with the same stream and version (a replay), and
 //!   refusing one held for another entry ([`BackendErrorKind::Constraint`]: two sources, or
 //!   local appends, in one replica);
@@ -36,9 +37,12 @@ pub trait ReplicaTarget: Send {
     /// `(id, stream, version)` of every entry this store holds under one of `ids`.
     async fn held(&mut self, ids: &[EntryId]) -> Result<Vec<(EntryId, String, u64)>>;
 
-    /// Inserts `entries` exactly as given, and raises each stream's version to at least its
-    /// highest inserted version (so ids taken later by this store's own appends are higher).
+    /// Inserts `entries` exactly as given (so ids this store takes later for appends of its own
+    /// come after theirs).
     async fn insert(&mut self, entries: &[Entry]) -> Result<()>;
+
+    /// Raises the version of `stream` to `version`, if it is lower.
+    async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()>;
 
     /// Sets an entry's tags and `updated_at`; `false` if the entry is not here.
     async fn set_tags(
@@ -92,7 +96,7 @@ pub async fn apply_records(
 async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Result<bool> {
     let stream = record.stream.as_str();
     match &record.mutation {
-        Mutation::Append { entries } => {
+        Mutation::Append { entries, version } => {
             let ids: Vec<EntryId> = entries.iter().map(|e| e.id).collect();
             let held = target.held(&ids).await?;
             let mut fresh = Vec::with_capacity(entries.len());
@@ -113,13 +117,17 @@ async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Resul
                     None => fresh.push(entry.clone()),
                 }
             }
+            // The version first: the entries may be gone (trimmed) at the source, the version not.
+            target.raise_version(stream, *version).await?;
             if fresh.is_empty() {
                 return Ok(false);
             }
             target.insert(&fresh).await?;
-            target
-                .record(stream, &Mutation::Append { entries: fresh })
-                .await?;
+            let appended = Mutation::Append {
+                entries: fresh,
+                version: *version,
+            };
+            target.record(stream, &appended).await?;
             Ok(true)
         }
         Mutation::SetTags {

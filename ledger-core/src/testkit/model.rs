@@ -539,8 +539,9 @@ impl Side {
 
     fn mutation(&self, m: Mutation) -> Mutation {
         match m {
-            Mutation::Append { entries } => Mutation::Append {
+            Mutation::Append { entries, version } => Mutation::Append {
                 entries: entries.into_iter().map(|e| self.entry(e)).collect(),
+                version,
             },
             Mutation::SetTags {
                 id, version, tags, ..

@@ -88,7 +88,7 @@ pub async fn feed_consumer_resumes_from_its_checkpoint<F: StoreFactory>(factory:
         .expect("the running consumer hands over a live record")
         .expect("a record");
     assert!(
-        matches!(&record.mutation, Mutation::Append { entries } if entries[0].id == id),
+        matches!(&record.mutation, Mutation::Append { entries, .. } if entries[0].id == id),
         "the live append: {record:?}"
     );
     live.abort();

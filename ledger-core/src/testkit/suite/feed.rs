@@ -15,10 +15,22 @@ pub async fn change_feed_records_every_mutation_in_order<F: StoreFactory>(factor
 
     let all = append_n(&store, "feed", 3).await;
     let entries = read_all(&store, "feed").await;
-    expected.push(("feed".into(), Mutation::Append { entries }));
+    expected.push((
+        "feed".into(),
+        Mutation::Append {
+            entries,
+            version: 3,
+        },
+    ));
     append_all(&store, "feed-other", vec![item(7).tag("t")]).await;
     let entries = read_all(&store, "feed-other").await;
-    expected.push(("feed-other".into(), Mutation::Append { entries }));
+    expected.push((
+        "feed-other".into(),
+        Mutation::Append {
+            entries,
+            version: 1,
+        },
+    ));
 
     if caps.tags {
         store
@@ -140,7 +152,7 @@ pub async fn change_feed_read_after_position_continues<F: StoreFactory>(factory:
     );
     assert!(next[0].position > last, "new positions are greater");
     assert!(
-        matches!(&next[0].mutation, Mutation::Append { entries } if ns(entries) == [5]),
+        matches!(&next[0].mutation, Mutation::Append { entries, .. } if ns(entries) == [5]),
         "the new record is the last append: {next:?}"
     );
 }
@@ -179,7 +191,7 @@ pub async fn duplicate_only_append_writes_no_feed_record<F: StoreFactory>(factor
         "a partly duplicate append writes one record: {after:?}"
     );
     assert!(
-        matches!(&after[0].mutation, Mutation::Append { entries } if ns(entries) == [3]),
+        matches!(&after[0].mutation, Mutation::Append { entries, .. } if ns(entries) == [3]),
         "the record holds only the new entry: {after:?}"
     );
 }

@@ -108,7 +108,7 @@ pub async fn feed_subscriber_sees_every_record_once_under_concurrent_writers<F: 
     assert_strictly_ascending(&positions(&records), "delivered positions");
     let mut seen = BTreeSet::new();
     for record in &records {
-        let Mutation::Append { entries } = &record.mutation else {
+        let Mutation::Append { entries, .. } = &record.mutation else {
             panic!("only appends happened, got {:?}", record.mutation.kind());
         };
         for e in entries {

@@ -128,7 +128,7 @@ pub async fn replicated_records_reproduce_the_source_exactly<F: StoreFactory>(fa
     let highest = records
         .iter()
         .flat_map(|r| match &r.mutation {
-            Mutation::Append { entries } => entries.iter().map(|e| e.id).collect(),
+            Mutation::Append { entries, .. } => entries.iter().map(|e| e.id).collect(),
             _ => Vec::new(),
         })
         .max()
@@ -173,7 +173,7 @@ pub async fn replicated_ids_held_by_other_entries_are_refused<F: StoreFactory>(f
     let source = MemoryStore::new();
     append_all(&source, "replicated", items(1..=2)).await;
     let mut records = read_feed_from(&source, None, 10).await;
-    let Mutation::Append { entries } = &mut records[0].mutation else {
+    let Mutation::Append { entries, .. } = &mut records[0].mutation else {
         panic!("the first record is an append");
     };
     entries[0].id = local; // the source and this store disagree on what the id is

@@ -73,7 +73,7 @@ pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>
     let mut subscription = store.subscribe_feed(None, fast_subscription());
     let existing = next_n(&mut subscription, 1, "existing feed record").await;
     assert!(
-        matches!(&existing[0].mutation, Mutation::Append { entries } if ns(entries) == [1, 2]),
+        matches!(&existing[0].mutation, Mutation::Append { entries, .. } if ns(entries) == [1, 2]),
         "the existing record is the first append: {existing:?}"
     );
     let writer = {
@@ -90,7 +90,7 @@ pub async fn subscribe_feed_delivers_existing_then_live_records<F: StoreFactory>
     let appended_ns: Vec<Vec<u64>> = live
         .iter()
         .map(|r| match &r.mutation {
-            Mutation::Append { entries } => ns(entries),
+            Mutation::Append { entries, .. } => ns(entries),
             other => panic!("expected only append records, got {other:?}"),
         })
         .collect();
@@ -162,7 +162,7 @@ pub async fn subscriptions_wake_on_the_commit_signal_long_before_polling<F: Stor
         .expect("subscription is open")
         .expect("record delivered");
     assert!(
-        matches!(&record.mutation, Mutation::Append { entries } if entries[0].id == id),
+        matches!(&record.mutation, Mutation::Append { entries, .. } if entries[0].id == id),
         "the appended entry's record: {record:?}"
     );
 }

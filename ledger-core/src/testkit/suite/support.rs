@@ -265,7 +265,7 @@ pub(super) async fn assert_next_record_is_sentinel<St>(
     let next = next_n(subscription, 1, context).await.remove(0);
     let is_sentinel = matches!(
         &next.mutation,
-        Mutation::Append { entries } if entries.len() == 1 && entries[0].id == id
+        Mutation::Append { entries, .. } if entries.len() == 1 && entries[0].id == id
     );
     assert!(
         is_sentinel,
