@@ -136,31 +136,15 @@ impl Backend for PostgresBackend {
     }
 
     async fn count(&self, stream: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(&self.sql.count)
-            .bind(stream)
-            .fetch_one(self.db.pool())
-            .await
-            .map_err(backend_err)?;
-        Ok(n as u64)
+        ledger_sql::count(self.db.pool(), &self.sql.count, stream).await
     }
 
     async fn stat(&self, stream: &str) -> Result<StreamStat> {
-        let row = sqlx::query(&self.sql.stat)
-            .bind(stream)
-            .fetch_one(self.db.pool())
-            .await
-            .map_err(backend_err)?;
-        ledger_sql::stream_stat(stream, &row)
+        ledger_sql::stat(self.db.pool(), &self.sql.stat, stream).await
     }
 
     async fn list_streams(&self, options: &ListOptions) -> Result<Vec<String>> {
-        sqlx::query_scalar(&self.sql.list_streams)
-            // Every valid stream id sorts after "" (ids are never empty).
-            .bind(options.after.as_deref().unwrap_or(""))
-            .bind(i64::from(options.limit))
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(backend_err)
+        ledger_sql::list_streams(self.db.pool(), &self.sql.list_streams, options).await
     }
 
     async fn set_tags(&self, stream: &str, id: EntryId, tags: BTreeSet<String>) -> Result<()> {

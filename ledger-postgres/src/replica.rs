@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row};
 
 use ledger_core::backend::replica::ReplicaTarget;
 use ledger_core::{Entry, EntryId, Mutation, Result};
@@ -60,15 +60,8 @@ pub async fn move_stream(
         .execute(&mut *conn)
         .await
         .map_err(backend_err)?;
-    for statement in [&sql.rename_entries, &sql.rename_stream] {
-        sqlx::query(statement)
-            .bind(to)
-            .bind(from)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-    }
-    Ok(())
+    let statements = [sql.rename_entries.as_str(), sql.rename_stream.as_str()];
+    ledger_sql::move_stream::<Postgres>(conn, &statements, from, to).await
 }
 
 /// The replication steps on one transaction.

@@ -9,7 +9,7 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use ledger_core::backend::{feed_record_from_stored, stored_position};
-use ledger_core::{BackendErrorKind, EntryId, Error, FeedRecord, Result, StreamStat};
+use ledger_core::{BackendErrorKind, EntryId, Error, FeedRecord, ListOptions, Result, StreamStat};
 
 /// A driver error as the SDK's error, with its kind read from the error (and, for database
 /// errors, from the backend's code: see [`database_error_kind`]).
@@ -210,6 +210,96 @@ where
         .execute(executor)
         .await
         .map_err(backend_err)?;
+    Ok(())
+}
+
+/// How many entries `stream` holds, with `count` selecting `COUNT(*)` by stream.
+pub async fn count<DB>(pool: &Pool<DB>, count: &str, stream: &str) -> Result<u64>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query(count)
+        .bind(stream)
+        .fetch_one(pool)
+        .await
+        .map_err(backend_err)?;
+    let n: i64 = row.try_get(0).map_err(backend_err)?;
+    Ok(n as u64)
+}
+
+/// The stat of `stream`, with `stat` selecting what [`stream_stat`] decodes, by stream.
+pub async fn stat<DB>(pool: &Pool<DB>, stat: &str, stream: &str) -> Result<StreamStat>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query(stat)
+        .bind(stream)
+        .fetch_one(pool)
+        .await
+        .map_err(backend_err)?;
+    stream_stat(stream, &row)
+}
+
+/// Streams holding entries, with `list` selecting stream ids after a stream id, ascending,
+/// limited.
+pub async fn list_streams<DB>(
+    pool: &Pool<DB>,
+    list: &str,
+    options: &ListOptions,
+) -> Result<Vec<String>>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let rows = sqlx::query(list)
+        // Every valid stream id sorts after "" (ids are never empty).
+        .bind(options.after.as_deref().unwrap_or(""))
+        .bind(i64::from(options.limit))
+        .fetch_all(pool)
+        .await
+        .map_err(backend_err)?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(backend_err))
+        .collect()
+}
+
+/// Runs each of `statements` (bound: the new name, then the old) to move a stream's entries
+/// and version row from `from` to `to`.
+pub async fn move_stream<DB>(
+    conn: &mut DB::Connection,
+    statements: &[&str],
+    from: &str,
+    to: &str,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(to)
+            .bind(from)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_err)?;
+    }
     Ok(())
 }
 

@@ -39,15 +39,8 @@ pub async fn move_stream(
     from: &str,
     to: &str,
 ) -> Result<()> {
-    for statement in [&sql.rename_entries, &sql.rename_stream] {
-        sqlx::query(statement)
-            .bind(to)
-            .bind(from)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-    }
-    Ok(())
+    let statements = [sql.rename_entries.as_str(), sql.rename_stream.as_str()];
+    ledger_sql::move_stream::<Sqlite>(conn, &statements, from, to).await
 }
 
 /// The replication steps on one write transaction.
