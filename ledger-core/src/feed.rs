@@ -25,12 +25,15 @@ pub struct FeedRecord {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Mutation {
-    /// Entries were appended (duplicates are not included), every field as stored.
+    /// Entries were appended (duplicates are not included), every field as stored. Read from
+    /// a feed, the entries are as they are now: with later tag and annotation changes (whose
+    /// records follow), and without those trimmed since.
     Append {
-        /// The entries as stored.
+        /// The entries.
         entries: Vec<Entry>,
         /// The stream's version after the append, which a replica keeps even where the
-        /// entries are gone (trimmed since).
+        /// entries are gone (trimmed since). Records of an older release carry none (0).
+        #[serde(default)]
         version: u64,
     },
     /// An entry's tags were replaced.

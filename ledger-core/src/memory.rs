@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::append::{dedup_keys, merge_annotations, now, plan_append};
+use crate::backend::feed::{StoredChange, StoredRecord, appended_ids, join_entries};
 use crate::backend::replica::{ReplicaTarget, apply_records};
 use crate::backend::{
     Backend, ChangeFeedBackend, CommitSignal, CursorBackend, HealthBackend, ReplicaBackend,
@@ -33,17 +34,17 @@ struct StreamData {
 struct State {
     last_id: i64,
     streams: BTreeMap<String, StreamData>,
-    feed: Vec<FeedRecord>,
+    feed: Vec<StoredRecord>,
     cursors: HashMap<String, u64>,
 }
 
 impl State {
     fn record(&mut self, stream: &str, mutation: Mutation) {
         let position = self.feed.len() as u64 + 1;
-        self.feed.push(FeedRecord {
+        self.feed.push(StoredRecord {
             position,
             stream: stream.to_owned(),
-            mutation,
+            change: StoredChange::of(&mutation),
         });
     }
 
@@ -532,11 +533,16 @@ impl ChangeFeedBackend for MemoryBackend {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
         let state = self.state();
         let start = after.unwrap_or(0).min(state.feed.len() as u64) as usize;
-        Ok(state.feed[start..]
+        let records: Vec<StoredRecord> = state.feed[start..]
             .iter()
             .take(limit as usize)
             .cloned()
-            .collect())
+            .collect();
+        let entries = appended_ids(&records)
+            .into_iter()
+            .filter_map(|id| state.find(id).cloned())
+            .collect();
+        Ok(join_entries(records, entries))
     }
 }
 

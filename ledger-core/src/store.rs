@@ -426,7 +426,7 @@ impl Store {
     /// under cursor `cursor` are skipped, so replaying any prefix of a feed changes nothing and
     /// never fails; the cursor is then saved at the last record's position, in the same
     /// transaction where the store has transactions ([`crate::Replication`]). Returns how many
-    /// records were applied. A store that replicates should take no appends of its own: an id
+    /// records were above the saved cursor, and so applied. A store that replicates should take no appends of its own: an id
     /// of the source that this store already holds for another entry is an error, never an
     /// overwrite.
     pub async fn apply_replicated(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {

@@ -5,7 +5,7 @@
 //! process, queue there and each sees the version its predecessor committed: expected-version
 //! checks cannot race. Ids are allocated while the lock is held, so within a stream ascending ids
 //! are ascending versions and commit order. Appends to different streams do not wait for each
-//! other (unless the change feed is on; see feed.rs).
+//! other, with the change feed on or off (see feed.rs).
 
 use std::collections::HashMap;
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use ledger_core::backend::append::{dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendResult, EntryId, ExpectedVersion, Mutation, Result};
+use ledger_core::{AppendInput, AppendResult, EntryId, ExpectedVersion, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -63,8 +63,7 @@ fn without_nul(v: &Value) -> Value {
 
 /// Appends in one autocommitted statement, for the common case: returns `None` when the
 /// statement did not apply (the stream's version did not satisfy `expected`, or a dedup key is
-/// taken) and the append must be decided in a transaction ([`append_on`]). Without the change
-/// feed only (its record needs the ids before the insert).
+/// taken) and the append must be decided in a transaction ([`append_on`]).
 pub async fn append_in_one_statement(
     pool: &PgPool,
     sql: &Statements,
@@ -117,7 +116,6 @@ pub async fn append_in_one_statement(
 pub async fn append_on(
     conn: &mut PgConnection,
     sql: &Statements,
-    change_feed: bool,
     stream: &str,
     inputs: Vec<AppendInput>,
     expected: ExpectedVersion,
@@ -156,39 +154,17 @@ pub async fn append_on(
         )
     };
 
-    if !change_feed {
-        let rows = bind_rows(&sql.insert_entries)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-        let first = plan.rows[0].1;
-        let mut ids = vec![EntryId::default(); rows.len()];
-        for row in rows {
-            let version: i64 = row.try_get(1).map_err(backend_err)?;
-            let id: i64 = row.try_get(0).map_err(backend_err)?;
-            ids[(version as u64 - first) as usize] = EntryId::new(id);
-        }
-        return Ok(plan.result(&ids));
-    }
-
-    // The feed record carries the entries' ids, so they are allocated first.
-    let mut raw: Vec<i64> = sqlx::query_scalar(&sql.allocate_ids)
-        .bind(plan.rows.len() as i64)
+    let rows = bind_rows(&sql.insert_entries)
         .fetch_all(&mut *conn)
         .await
         .map_err(backend_err)?;
-    // Sequence values are distinct; sorted, they give ascending ids to ascending versions.
-    raw.sort_unstable();
-    let ids: Vec<EntryId> = raw.iter().copied().map(EntryId::new).collect();
-    let entries = plan.entries(stream, &inputs, &ids, created_at);
-    let version = plan.new_version;
-    let feed_text = ledger_sql::json_text(&Mutation::Append { entries, version });
-    bind_rows(&sql.insert_entries_with_feed)
-        .bind(&raw)
-        .bind(&feed_text)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend_err)?;
+    let first = plan.rows[0].1;
+    let mut ids = vec![EntryId::default(); rows.len()];
+    for row in rows {
+        let version: i64 = row.try_get(1).map_err(backend_err)?;
+        let id: i64 = row.try_get(0).map_err(backend_err)?;
+        ids[(version as u64 - first) as usize] = EntryId::new(id);
+    }
     Ok(plan.result(&ids))
 }
 

@@ -104,7 +104,7 @@ impl Backend for PostgresBackend {
             .trim(true)
             .rename(true)
             .search(SearchModes::ALL)
-            .change_feed(self.change_feed.then_some(FeedOrder::CommitOrdered))
+            .change_feed(self.change_feed.then_some(FeedOrder::GapSafeWatermark))
             .timestamp_precision(TimestampPrecision::Microseconds)
             .transactions(true)
             .cursor_store(true)
@@ -118,16 +118,13 @@ impl Backend for PostgresBackend {
         entries: Vec<AppendInput>,
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
-        let (sql, feed) = (&self.sql, self.change_feed);
-        if !feed {
-            let one =
-                append::append_in_one_statement(self.db.pool(), sql, stream, &entries, expected);
-            if let Some(result) = one.await? {
-                self.signal.committed();
-                return Ok(result);
-            }
+        let sql = &self.sql;
+        let one = append::append_in_one_statement(self.db.pool(), sql, stream, &entries, expected);
+        if let Some(result) = one.await? {
+            self.signal.committed();
+            return Ok(result);
         }
-        self.write(async |conn| append::append_on(conn, sql, feed, stream, entries, expected).await)
+        self.write(async |conn| append::append_on(conn, sql, stream, entries, expected).await)
             .await
     }
 
@@ -306,7 +303,7 @@ impl SearchBackend for PostgresBackend {
 #[async_trait]
 impl ChangeFeedBackend for PostgresBackend {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
-        ledger_sql::read_feed(self.db.pool(), &self.sql.read_feed, after, limit).await
+        feed::read(self.db.pool(), &self.sql, after, limit).await
     }
 }
 

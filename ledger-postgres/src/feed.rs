@@ -1,25 +1,31 @@
-//! The change feed, gap-safe by serialized positions.
+//! The change feed, gap-safe by a watermark of feed writers still in flight.
 //!
 //! Sequence values are taken at insert and become visible at commit, in any order, so a reader
 //! tailing by a sequence can pass a value whose transaction commits later and miss it forever.
-//! Here every mutation that records a feed entry takes its position from one counter row
-//! (`t_feed_head`) in its last statement, and the row lock is held until COMMIT. The next
-//! position can only be taken after the previous holder committed (or rolled back, which also
-//! returns its position), so positions are contiguous and assigned in commit order: a reader that
-//! has seen position `p` can never later find a newly committed record below `p`.
+//! Here a feed writer first takes a shared transaction-scoped advisory lock (its *fence*) tagged
+//! with the last position taken so far, then takes its own position from the sequence
+//! `t_feed_pos`, and holds the fence until COMMIT or ROLLBACK. Every position above a fence's tag
+//! may therefore still be uncommitted, and every position at or below the lowest tag of the
+//! fences still held (or, with none held, below the last position taken) belongs to a finished
+//! transaction. A reader computes that *horizon* in one statement (the sequence, then
+//! `pg_locks`) and reads records up to it in the next, whose snapshot is newer than the locks it
+//! saw: it can never find a newly committed record below one it has read.
 //!
-//! The cost: feed-recording transactions of one store serialize for the span of their final
-//! statement and COMMIT (about one commit latency each). Appends without the change feed do not
-//! touch the counter. The alternatives (a visibility fence on `pg_snapshot_xmin`, an
-//! advisory-lock watermark) keep writers parallel but stall readers behind any long transaction
-//! in the cluster, and order records by transaction instead of by a plain position.
+//! Writers never wait for each other: shared locks do not conflict, so concurrent appends to
+//! different streams commit in parallel and share WAL flushes. What a writer pays is one
+//! advisory lock and one `nextval`; what a reader pays is one scan of `pg_locks` per page.
+//! Readers wait only for feed writers of this store that are still open (an unrelated long
+//! transaction, in another table or database, does not hold a fence), and a record committed
+//! after a writer that rolled back is read at the next commit or poll (the rollback notifies
+//! nobody). Lock tags are positions modulo 2^31, which is exact while fewer than 2^31 positions
+//! are taken during one writer's transaction.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
-use ledger_core::{Mutation, Result};
+use ledger_core::{FeedRecord, Mutation, Result};
 
-use crate::backend_err;
 use crate::sql::Statements;
+use crate::{backend_err, read};
 
 /// Writes one feed record for `mutation` on `stream` and notifies listeners at COMMIT.
 pub async fn record(
@@ -28,12 +34,43 @@ pub async fn record(
     stream: &str,
     mutation: &Mutation,
 ) -> Result<()> {
+    let columns = ledger_sql::FeedColumns::of(mutation);
     sqlx::query(&sql.record_feed)
         .bind(stream)
-        .bind(ledger_sql::json_text(mutation))
+        .bind(columns.mutation)
         .bind(&sql.names.table)
+        .bind(columns.ids)
+        .bind(columns.version)
         .execute(conn)
         .await
         .map_err(backend_err)?;
     Ok(())
+}
+
+/// Up to `limit` records after `after` and below the horizon, their appends' entries joined
+/// back.
+pub async fn read(
+    pool: &PgPool,
+    sql: &Statements,
+    after: Option<u64>,
+    limit: u32,
+) -> Result<Vec<FeedRecord>> {
+    // Its own statement, so that the records' snapshot is taken after it (see the module docs).
+    let horizon: Option<i64> = sqlx::query_scalar(&sql.feed_horizon)
+        .fetch_one(pool)
+        .await
+        .map_err(backend_err)?;
+    let horizon = horizon.unwrap_or(0).max(0) as u64;
+    if horizon <= after.unwrap_or(0) {
+        return Ok(Vec::new());
+    }
+    ledger_sql::read_feed(pool, &sql.read_feed, after, horizon, limit, async |ids| {
+        let rows = sqlx::query(&sql.entries_by_ids)
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+            .map_err(backend_err)?;
+        rows.iter().map(read::entry_from_row).collect()
+    })
+    .await
 }

@@ -41,16 +41,18 @@
 //!   stream's row in `t_streams` before reading its version, so of two appenders expecting the
 //!   same version, from any connection or process, exactly one wins; `UNIQUE (stream, version)`
 //!   backs it up. Appends to different streams proceed in parallel.
-//! - **One statement per append** in the common case (no change feed): the version bump under
-//!   the row lock, the expected-version check and the insert run as one autocommitted
-//!   statement. When it does not apply (the check fails, or a dedup key is taken, which the
-//!   unique index reports) nothing was written and the append is decided again in a
+//! - **One statement per append** in the common case: the version bump under the row lock, the
+//!   expected-version check, the insert and (with the change feed) the feed record run as one
+//!   autocommitted statement. When it does not apply (the check fails, or a dedup key is taken,
+//!   which the unique index reports) nothing was written and the append is decided again in a
 //!   transaction that looks the keys up, so conflicts and idempotent retries are reported
 //!   exactly as elsewhere.
 //! - **Dedup** is a unique index on `(stream, dedup_key)`; duplicates are found before insert and
 //!   reported per input.
 //! - **Change feed** (off by default, [`PostgresStoreBuilder::change_feed`]): gap-safe through a
-//!   serialized position counter; see the `feed` module notes below for the mechanism and its cost.
+//!   watermark of writers in flight, without serializing writers; see below for the mechanism
+//!   and its cost. An append's record names its entries (runs of ids) instead of copying them,
+//!   and reading the feed joins them back ([`ledger_core::backend::feed`]).
 //! - **Payloads** are JSONB, and every payload reads back exactly as written. Where JSONB would
 //!   change one (U+0000 in a string or key, which it cannot hold; `-0.0`, which it has no room
 //!   for; a float of 1e16 or more, which it keeps as a decimal that reads back as an integer),
@@ -74,13 +76,23 @@
 //! ## Gap-safe change feed
 //!
 //! A sequence value is taken at insert but becomes visible at commit, so commits can land out of
-//! sequence order and a reader tailing by sequence can skip a late commit forever. Every
-//! mutation that records a feed entry therefore takes its position from a single counter row in
-//! its last statement and holds that row lock until COMMIT. The next position is only handed out
-//! after the previous holder committed (or rolled back, which returns its position), so positions
-//! are contiguous and in commit order. The cost: feed-recording writes to one store serialize for
-//! the span of their last statement and COMMIT, about one commit latency each (on the order of
-//! thousands of transactions per second on modest hardware; batching raises entries per second).
+//! sequence order and a reader tailing by sequence can skip a late commit forever. Here every
+//! feed writer, before it takes its position from the sequence `t_feed_pos`, takes a *fence*: a
+//! shared transaction-scoped advisory lock tagged with the last position taken so far, held
+//! until it commits or rolls back. Positions above a held fence's tag may still be in flight;
+//! everything at or below the lowest tag (or, with no fence held, the last position taken) is
+//! finished. A reader reads that *horizon* (the sequence, then `pg_locks`) in one statement and
+//! the records up to it in the next, so it never finds a new record below one it has read
+//! ([`ledger_core::FeedOrder::GapSafeWatermark`]). Positions are ascending but not contiguous
+//! (a rollback leaves a hole, which readers pass once its writer is gone).
+//!
+//! The cost: a writer takes one uncontended shared lock and one `nextval`, and never waits for
+//! another writer, so concurrent appends commit in parallel (and share WAL flushes). A reader
+//! pays one scan of `pg_locks` per page read. Readers wait behind a feed writer of this store
+//! that stays open (an append inside a long [`PostgresStore::append_in`] transaction holds its
+//! fence until the caller commits), never behind unrelated transactions in other tables or
+//! databases. A record committed after a writer that then rolls back is delivered at the next
+//! commit or subscription poll, as a rollback wakes nobody.
 //!
 //! # Features
 //!
@@ -188,7 +200,7 @@ impl PostgresStoreBuilder {
         let backend = Arc::new(PostgresBackend {
             db,
             owns_db,
-            sql: Statements::new(names),
+            sql: Statements::new(names, self.change_feed),
             change_feed: self.change_feed,
             signal,
         });
@@ -263,8 +275,9 @@ impl PostgresStore {
 
     /// Appends inside the caller's transaction, so that an application's own write and its
     /// ledger entries commit (or roll back) together. Same semantics and checks as
-    /// [`Store::append`]; the stream's row lock (and, with the change feed, the feed counter) is
-    /// held until the caller commits, so keep such transactions short.
+    /// [`Store::append`]; the stream's row lock (and, with the change feed, the feed fence that
+    /// feed readers wait behind) is held until the caller commits, so keep such transactions
+    /// short.
     pub async fn append_in(
         &self,
         conn: &mut PgConnection,
@@ -273,19 +286,8 @@ impl PostgresStore {
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
         let backend = &self.backend;
-        let run = async |entries| {
-            let sql = &backend.sql;
-            if backend.change_feed {
-                // The feed's position lock is held until the caller commits. Taken before any
-                // stream's lock, it is never awaited while holding one, so two callers appending
-                // to several streams cannot deadlock on it.
-                sqlx::query(&sql.lock_feed)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend_err)?;
-            }
-            append::append_on(conn, sql, backend.change_feed, stream, entries, expected).await
-        };
+        let run =
+            async |entries| append::append_on(conn, &backend.sql, stream, entries, expected).await;
         self.store.append_with(stream, entries, expected, run).await
     }
 

@@ -13,8 +13,15 @@ pub struct Names {
     pub ids: String,
     pub streams: String,
     pub feed: String,
+    /// The sequence feed positions are taken from.
+    pub feed_pos: String,
+    /// The counter row that positions were taken from before schema version 2.
     pub feed_head: String,
     pub cursors: String,
+    /// The first key of the shared advisory locks that feed writers hold (see feed.rs): a hash
+    /// of the table name, so that stores in one database rarely share it (sharing would only
+    /// make their readers wait for each other's writers, never skip a record).
+    pub lock_key: i32,
     /// The full-text index.
     pub fts_index: String,
 }
@@ -43,18 +50,22 @@ impl Names {
             ids: derived("", table, "ids"),
             streams: derived("", table, "streams"),
             feed: derived("", table, "feed"),
+            feed_pos: derived("", table, "feed_pos"),
             feed_head: derived("", table, "feed_head"),
             cursors: derived("", table, "cursors"),
+            lock_key: (fnv1a(table) & 0x7fff_ffff) as i32,
             fts_index: derived("", table, "fts"),
         }
     }
 
-    /// `sql` with `{t}`, `{ids}`, `{streams}`, `{feed}`, `{feed_head}`, `{cursors}` filled in.
+    /// `sql` with `{t}`, `{ids}`, `{streams}`, `{feed}`, `{feed_pos}`, `{feed_head}`,
+    /// `{cursors}` filled in.
     pub fn fill(&self, sql: &str) -> String {
         sql.replace("{t}", &self.table)
             .replace("{ids}", &self.ids)
             .replace("{streams}", &self.streams)
             .replace("{feed_head}", &self.feed_head)
+            .replace("{feed_pos}", &self.feed_pos)
             .replace("{feed}", &self.feed)
             .replace("{cursors}", &self.cursors)
     }
@@ -65,15 +76,16 @@ pub struct Statements {
     pub names: Names,
     pub lock_stream: String,
     pub dedup_lookup: String,
-    pub allocate_ids: String,
+    /// Inserts an append's entries (and, with the change feed, its feed record).
     pub insert_entries: String,
     /// The one-statement append when `expected` admits a new stream (version 0).
     pub append_admitting_new: String,
     /// The one-statement append when `expected` requires an existing stream.
     pub append_existing: String,
-    pub insert_entries_with_feed: String,
     pub record_feed: String,
-    pub lock_feed: String,
+    pub feed_horizon: String,
+    pub read_feed: String,
+    pub entries_by_ids: String,
     pub read_columns: String,
     pub count: String,
     pub stat: String,
@@ -91,7 +103,6 @@ pub struct Statements {
     pub drop_stream_lock: String,
     pub rename_entries: String,
     pub rename_stream: String,
-    pub read_feed: String,
     pub create_fts_index: String,
     pub fts_index_valid: String,
     pub drop_fts_index: String,
@@ -99,27 +110,64 @@ pub struct Statements {
     pub set_cursor: String,
 }
 
+/// 2^31: feed writers' lock tags are positions modulo this (the second key is an `int4`).
+const TAG_SPAN: &str = "2147483648";
+
 impl Statements {
-    pub fn new(names: Names) -> Self {
+    /// The statements of the store `names`, whose appends record feed entries if `change_feed`.
+    pub fn new(names: Names, change_feed: bool) -> Self {
         let t = names.table.as_str();
-        let (ids, streams, feed, feed_head, cursors) = (
+        let (ids, streams, feed, feed_pos, cursors, key) = (
             &names.ids,
             &names.streams,
             &names.feed,
-            &names.feed_head,
+            &names.feed_pos,
             &names.cursors,
+            names.lock_key,
+        );
+        // The feed writer's fence (see feed.rs): a shared advisory lock tagged with the last
+        // position taken so far, held until COMMIT and taken before this writer's `nextval`.
+        let fence = format!(
+            r#"fence AS MATERIALIZED (
+                SELECT pg_advisory_xact_lock_shared({key},
+                       ((CASE WHEN is_called THEN last_value ELSE last_value - 1 END)
+                        % {TAG_SPAN})::int)
+                FROM "{feed_pos}"
+            )"#
+        );
+        // An append's feed record names its rows: their ids as runs `[[first, last], …]`
+        // (consecutive ids share a run) and the stream's version after them.
+        let feed_of_rows = if change_feed {
+            format!(
+                r#", {fence}, feed AS (
+                INSERT INTO "{feed}" (position, stream, ids, version)
+                SELECT nextval('"{feed_pos}"'), $1,
+                       (SELECT json_agg(json_build_array(first, last) ORDER BY first)::text
+                        FROM (SELECT min(id) AS first, max(id) AS last
+                              FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS run
+                                    FROM rows) AS numbered
+                              GROUP BY run) AS runs),
+                       (SELECT max(version) FROM rows)
+                FROM fence WHERE EXISTS (SELECT 1 FROM rows)
+            )"#
+            )
+        } else {
+            String::new()
+        };
+        // Ids come from `nextval` in ordinality order (PostgreSQL evaluates volatile target
+        // expressions after ORDER BY), so ascending versions get ascending ids.
+        let returning_rows = format!(
+            "SELECT rows.id, rows.version FROM rows \
+             CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified"
         );
         // Entries of one append, as parallel arrays: one round trip whatever the batch size.
-        // `id` is an expression: explicit ids ($13) when the change feed needs them up front,
-        // else `nextval` in ordinality order (PostgreSQL evaluates volatile target expressions
-        // after ORDER BY), so ascending versions get ascending ids either way.
-        let insert_entries = |id: &str| {
-            format!(
-                r#"rows AS (
+        let insert_entries = format!(
+            r#"WITH rows AS (
                 INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
                                    dedup_key, schema_version, metadata, tags, created_at)
-                SELECT {id}, $1, u.version, u.payload::jsonb, u.payload_exact, u.order_key,
-                       u.dedup_key, u.schema_version, u.metadata::jsonb, u.tags::jsonb, $2
+                SELECT nextval('"{ids}"'), $1, u.version, u.payload::jsonb, u.payload_exact,
+                       u.order_key, u.dedup_key, u.schema_version, u.metadata::jsonb,
+                       u.tags::jsonb, $2
                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
                             $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
                      AS u(version, payload, payload_exact, order_key, dedup_key,
@@ -128,26 +176,19 @@ impl Statements {
                 RETURNING id, version
             ), stream_version AS (
                 UPDATE "{streams}" SET version = $11 WHERE stream = $1
-            )"#
-            )
-        };
-        // The feed position is taken last, just before COMMIT, from a single counter row whose
-        // lock is held until COMMIT: positions are assigned in commit order (see feed.rs).
-        let feed_record = |stream: &str, mutation: &str| {
-            format!(
-                r#"head AS (
-                    UPDATE "{feed_head}" SET position = position + 1 RETURNING position
-                ), feed AS (
-                    INSERT INTO "{feed}" (position, stream, mutation)
-                    SELECT position, {stream}, {mutation} FROM head
-                )"#
-            )
-        };
+            ){feed_of_rows}
+            {returning_rows}"#
+        );
         // A whole append in one autocommitted statement: bump the stream's version under its row
         // lock if `expected` admits the current one ($13 kind, $14 exact version), then insert
         // the entries at versions after the previous one. No row back means "decide the slow
         // way": `expected` did not hold (a conflict, or a retry of stored duplicates). A taken
         // dedup key aborts the statement with a unique violation, which also means that.
+        let read_columns = format!(
+            r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
+               metadata, tags, annotations, created_at, updated_at, payload_exact
+               FROM "{t}" WHERE "#
+        );
         let admits = |v: &str| {
             format!(
                 "CASE $13::int WHEN 0 THEN TRUE WHEN 1 THEN {v} = 0 WHEN 2 THEN {v} > 0 \
@@ -168,9 +209,8 @@ impl Statements {
                                           schema_version, metadata, tags, ord)
                 ORDER BY u.ord
                 RETURNING id, version
-            )
-            SELECT rows.id, rows.version FROM rows
-            CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified"#
+            ){feed_of_rows}
+            {returning_rows}"#
             )
         };
         let append_admitting_new = one_statement(format!(
@@ -197,27 +237,30 @@ impl Statements {
             dedup_lookup: format!(
                 r#"SELECT dedup_key, id FROM "{t}" WHERE stream = $1 AND dedup_key = ANY($2)"#
             ),
-            allocate_ids: format!(r#"SELECT nextval('"{ids}"') FROM generate_series(1, $1)"#),
-            insert_entries_with_feed: format!(
-                "WITH {}, {} SELECT pg_notify('{CHANNEL}', $12)",
-                insert_entries("($13::bigint[])[u.ord]"),
-                feed_record("$1", "$14")
-            ),
-            insert_entries: format!(
-                "WITH {} SELECT rows.id, rows.version FROM rows \
-                 CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified",
-                insert_entries(&format!("nextval('\"{ids}\"')"))
-            ),
-            lock_feed: format!(r#"SELECT position FROM "{feed_head}" FOR UPDATE"#),
+            insert_entries,
+            // $2 the mutation (JSON text), or for an append $4 its ids' runs and $5 its version.
             record_feed: format!(
-                "WITH {} SELECT pg_notify('{CHANNEL}', $3)",
-                feed_record("$1", "$2")
+                r#"WITH {fence}, feed AS (
+                    INSERT INTO "{feed}" (position, stream, mutation, ids, version)
+                    SELECT nextval('"{feed_pos}"'), $1, $2, $4, $5 FROM fence
+                ) SELECT pg_notify('{CHANNEL}', $3)"#
             ),
-            read_columns: format!(
-                r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
-                   metadata, tags, annotations, created_at, updated_at, payload_exact
-                   FROM "{t}" WHERE "#
+            // The highest position below which every record is committed (or rolled back):
+            // the last position taken, lowered to the lowest tag of any feed writer's fence
+            // still held. The correlated subquery reads `pg_locks` after the sequence.
+            feed_horizon: format!(
+                r#"SELECT LEAST(s.taken, (
+                    SELECT MIN(s.taken - ((s.taken - l.objid::bigint) % {TAG_SPAN} + {TAG_SPAN})
+                                         % {TAG_SPAN})
+                    FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = {key}
+                      AND l.database = (SELECT oid FROM pg_database
+                                        WHERE datname = current_database())))
+                FROM (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+                      AS taken FROM "{feed_pos}") AS s"#
             ),
+            entries_by_ids: format!("{read_columns}id = ANY($1)"),
+            read_columns,
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE stream = $1"#),
             stat: format!(
                 r#"SELECT COUNT(*), MIN(id), MAX(id),
@@ -279,8 +322,8 @@ impl Statements {
             rename_entries: format!(r#"UPDATE "{t}" SET stream = $1 WHERE stream = $2"#),
             rename_stream: format!(r#"UPDATE "{streams}" SET stream = $1 WHERE stream = $2"#),
             read_feed: format!(
-                r#"SELECT position, stream, mutation FROM "{feed}"
-                   WHERE position > $1 ORDER BY position LIMIT $2"#
+                r#"SELECT position, stream, mutation, ids, version FROM "{feed}"
+                   WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"#
             ),
             // CONCURRENTLY: building the index does not block writers.
             create_fts_index: format!(

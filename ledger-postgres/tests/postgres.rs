@@ -147,15 +147,16 @@ async fn concurrent_opens_migrate_once() {
         .map(|e| e.version)
         .collect();
     assert_eq!(versions, [1, 2, 3, 4]);
-    let recorded: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM ledger_migrations WHERE store = $1")
-            .bind(&table)
-            .fetch_all(stores[0].pool())
-            .await
-            .unwrap();
+    let recorded: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM ledger_migrations WHERE store = $1 ORDER BY version",
+    )
+    .bind(&table)
+    .fetch_all(stores[0].pool())
+    .await
+    .unwrap();
     assert_eq!(
         recorded,
-        vec![SCHEMA_VERSION],
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>(),
         "each migration recorded once"
     );
 }
@@ -678,4 +679,165 @@ async fn a_corrupt_entry_ends_a_subscription_with_an_error_it_can_see() {
     .unwrap();
     let fast = SubscribeOptions::new().poll_interval(Duration::from_millis(20));
     assert_ends_with_corrupt_data(&mut store.subscribe("s", 0, fast)).await;
+}
+
+/// Runs `sql` statements in order on `pool`.
+async fn run_all(pool: &sqlx::PgPool, statements: &[String]) {
+    for statement in statements {
+        sqlx::query(statement).execute(pool).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_feed_of_schema_version_1_migrates_keeping_its_records_and_positions() {
+    let table = fresh_table();
+    let store = open(&table, true).await;
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let entry = store
+        .read("s", &ReadOptions::new())
+        .await
+        .unwrap()
+        .remove(0);
+    // Put the feed back as schema version 1 kept it: whole mutations, positions from a counter
+    // row (here at 7, past a rolled-back position), no sequence.
+    let legacy = json!({"type": "append", "entries": [entry]}).to_string();
+    let trim = json!({"type": "trim", "up_to": 0, "deleted": 0}).to_string();
+    run_all(
+        store.pool(),
+        &[
+            format!(r#"DELETE FROM "{table}_feed""#),
+            format!(r#"ALTER TABLE "{table}_feed" DROP COLUMN ids, DROP COLUMN version"#),
+            format!(r#"ALTER TABLE "{table}_feed" ALTER COLUMN mutation SET NOT NULL"#),
+            format!(r#"DROP SEQUENCE "{table}_feed_pos""#),
+            format!(
+                r#"CREATE TABLE "{table}_feed_head" (
+                    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+                    position BIGINT NOT NULL)"#
+            ),
+            format!(r#"INSERT INTO "{table}_feed_head" (position) VALUES (7)"#),
+            format!(
+                r#"INSERT INTO "{table}_feed" (position, stream, mutation)
+                   VALUES (5, 's', '{legacy}'), (7, 's', '{trim}')"#
+            ),
+            format!("DELETE FROM ledger_migrations WHERE store = '{table}' AND version > 1"),
+        ],
+    )
+    .await;
+    store.close().await.unwrap();
+
+    let store = open(&table, true).await;
+    store
+        .append("s", vec![input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let records = store.read_feed(None, 10).await.unwrap();
+    let positions: Vec<u64> = records.iter().map(|r| r.position).collect();
+    assert_eq!(positions, [5, 7, 8], "positions continue after the counter");
+    match &records[0].mutation {
+        ledger_core::Mutation::Append { entries, .. } => {
+            assert_eq!(entries.len(), 1, "the older record keeps its copied entry");
+            assert_eq!(entries[0].payload, json!({ "n": 1 }));
+        }
+        other => panic!("expected the older append, got {other:?}"),
+    }
+    match &records[2].mutation {
+        ledger_core::Mutation::Append { entries, version } => {
+            assert_eq!((entries.len(), *version), (1, 2), "the new append, joined");
+            assert_eq!(entries[0].payload, json!({ "n": 2 }));
+        }
+        other => panic!("expected the new append, got {other:?}"),
+    }
+    let head: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("{table}_feed_head"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(head, None, "the counter row's table is gone");
+}
+
+#[tokio::test]
+async fn feed_readers_are_not_held_back_by_long_transactions_elsewhere() {
+    let store = open(&fresh_table(), true).await;
+    // A feed writer of another store and a transaction in another database, both left open.
+    let other = open(&fresh_table(), true).await;
+    let mut other_tx = other.pool().begin().await.unwrap();
+    other
+        .append_in(
+            &mut other_tx,
+            "elsewhere",
+            vec![input(0)],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let mut options: PgConnectOptions = url().parse().unwrap();
+    options = options.database("template1");
+    let other_db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let mut other_db_tx = other_db.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *other_db_tx)
+        .await
+        .unwrap();
+
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let records = store.read_feed(None, 10).await.unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.stream.as_str())
+            .collect::<Vec<_>>(),
+        ["s"],
+        "the record is read while the other transactions are still open"
+    );
+    let mut live = store.subscribe_feed(None, SubscribeOptions::new());
+    let delivered = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("a subscriber delivers it too")
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivered.position, records[0].position);
+
+    // Both transactions were open all along: they commit only now.
+    other_tx.commit().await.unwrap();
+    other_db_tx.commit().await.unwrap();
+    assert_eq!(other.read_feed(None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_feed_writer_that_rolls_back_leaves_a_hole_readers_pass() {
+    let store = open(&fresh_table(), true).await;
+    let mut tx = store.pool().begin().await.unwrap();
+    store
+        .append_in(&mut tx, "rolled-back", vec![input(0)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    store
+        .append("kept", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    assert!(
+        store.read_feed(None, 10).await.unwrap().is_empty(),
+        "the later record is held back while the first writer is open"
+    );
+    tx.rollback().await.unwrap();
+    let records = store.read_feed(None, 10).await.unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.stream.as_str())
+            .collect::<Vec<_>>(),
+        ["kept"],
+        "the rolled-back writer's position is passed"
+    );
+    assert!(records[0].position > 1, "its position follows the hole");
 }

@@ -8,8 +8,13 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use ledger_core::backend::{feed_record_from_stored, stored_position};
-use ledger_core::{BackendErrorKind, EntryId, Error, FeedRecord, ListOptions, Result, StreamStat};
+use ledger_core::backend::feed::{
+    StoredChange, StoredRecord, appended_ids, expand_runs, id_runs, join_entries,
+};
+use ledger_core::backend::stored_position;
+use ledger_core::{
+    BackendErrorKind, Entry, EntryId, Error, FeedRecord, ListOptions, Mutation, Result, StreamStat,
+};
 
 /// A driver error as the SDK's error, with its kind read from the error (and, for database
 /// errors, from the backend's code: see [`database_error_kind`]).
@@ -317,13 +322,46 @@ where
     Ok(())
 }
 
-/// Up to `limit` feed records after `after`, with `read` selecting `position, stream, mutation`
-/// (the mutation as JSON text) past a position, ascending, limited.
+/// The columns a feed record is stored in.
+pub struct FeedColumns {
+    /// The mutation as JSON text (none for an append).
+    pub mutation: Option<String>,
+    /// An append's entry ids as JSON runs `[[first, last], …]`.
+    pub ids: Option<String>,
+    /// The stream's version after an append.
+    pub version: Option<i64>,
+}
+
+impl FeedColumns {
+    /// How a record of `mutation` is stored.
+    pub fn of(mutation: &Mutation) -> Self {
+        match StoredChange::of(mutation) {
+            StoredChange::Append { ids, version } => FeedColumns {
+                mutation: None,
+                ids: Some(json_text(&id_runs(&ids))),
+                version: Some(version as i64),
+            },
+            StoredChange::Whole(m) => FeedColumns {
+                mutation: Some(json_text(&m)),
+                ids: None,
+                version: None,
+            },
+        }
+    }
+}
+
+/// Up to `limit` feed records after `after` and at most `up_to`, with `read` selecting
+/// `position, stream, mutation, ids, version` in `(after, up_to]`, ascending, limited (bound in
+/// that order): the mutation as JSON text, or for an append its entries' ids as JSON runs
+/// `[[first, last], …]` and the stream's version. `entries` fetches the entries with the given
+/// ids (those it does not find were trimmed), which are joined back into their appends.
 pub async fn read_feed<DB>(
     pool: &Pool<DB>,
     read: &str,
     after: Option<u64>,
+    up_to: u64,
     limit: u32,
+    entries: impl AsyncFnOnce(Vec<i64>) -> Result<Vec<Entry>>,
 ) -> Result<Vec<FeedRecord>>
 where
     DB: Database,
@@ -337,18 +375,42 @@ where
 {
     let rows = sqlx::query(read)
         .bind(stored_position(after.unwrap_or(0))?)
+        .bind(stored_position(up_to.min(i64::MAX as u64))?)
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
         .map_err(backend_err)?;
-    rows.iter()
+    let records = rows
+        .iter()
         .map(|row| {
             let position: i64 = row.try_get(0).map_err(backend_err)?;
             let stream: String = row.try_get(1).map_err(backend_err)?;
-            let mutation: &str = row.try_get(2).map_err(backend_err)?;
-            feed_record_from_stored(position, stream, mutation)
+            let mutation: Option<&str> = row.try_get(2).map_err(backend_err)?;
+            let ids: Option<&str> = row.try_get(3).map_err(backend_err)?;
+            let version: Option<i64> = row.try_get(4).map_err(backend_err)?;
+            let ids = match ids {
+                Some(text) => serde_json::from_str::<Vec<[i64; 2]>>(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|runs| expand_runs(&runs))
+                    .map_err(|e| {
+                        Error::corrupt(format_args!("ids of feed record {position}: {e}"))
+                    })?,
+                None => Vec::new(),
+            };
+            Ok(StoredRecord {
+                position: position as u64,
+                stream,
+                change: StoredChange::from_row(position, mutation, ids, version)?,
+            })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let ids: Vec<i64> = appended_ids(&records).iter().map(|id| id.get()).collect();
+    let entries = if ids.is_empty() {
+        Vec::new()
+    } else {
+        entries(ids).await?
+    };
+    Ok(join_entries(records, entries))
 }
 
 /// One schema migration of a store: its version, what it does, and its statements.
@@ -358,9 +420,9 @@ pub struct Migration {
     pub version: i64,
     /// What it creates or changes.
     pub description: &'static str,
-    /// Statements separated by `;` (none may contain `;` itself), with placeholders such as
-    /// `{t}` that the backend's `fill` replaces with validated names.
-    pub statements: &'static str,
+    /// Its statements, in order, with placeholders such as `{t}` that the backend's `fill`
+    /// replaces with validated names.
+    pub statements: &'static [&'static str],
 }
 
 /// The dialect's statements around migrations.
@@ -424,15 +486,8 @@ where
         });
     }
     for migration in migrations.iter().filter(|m| m.version > applied) {
-        let statements = fill(migration.statements);
-        // One statement at a time: drivers differ in running several with one call.
-        let statements: Vec<&str> = statements
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        for statement in statements {
-            sqlx::query(statement)
+        for statement in migration.statements {
+            sqlx::query(&fill(statement))
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_err)?;

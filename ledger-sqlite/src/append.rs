@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use ledger_core::backend::append::{AppendPlan, dedup_keys, now, plan_append};
-use ledger_core::{AppendInput, AppendResult, EntryId, Error, ExpectedVersion, Mutation, Result};
+use ledger_core::backend::feed::id_runs;
+use ledger_core::{AppendInput, AppendResult, EntryId, Error, ExpectedVersion, Result};
 
 use crate::backend_err;
 use crate::sql::Statements;
@@ -265,15 +266,15 @@ async fn write_plan(
         .push_bind(plan.new_version as i64)
         .push(&sql.upsert_stream_version_suffix)
         .push("; ");
-    let feed_text;
     if change_feed {
-        let entries = plan.entries(stream, inputs, &ids, created_at);
-        let version = plan.new_version;
-        feed_text = ledger_sql::json_text(&Mutation::Append { entries, version });
+        // The record names the entries (their ids are consecutive: one run) instead of copying
+        // them; reading the feed joins them back.
         q.push(&sql.insert_feed_prefix)
             .push_bind(stream)
+            .push(", NULL, ")
+            .push_bind(ledger_sql::json_text(&id_runs(&ids)))
             .push(", ")
-            .push_bind(feed_text.as_str())
+            .push_bind(plan.new_version as i64)
             .push(", ")
             .push_bind(micros)
             .push("); ");

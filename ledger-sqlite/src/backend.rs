@@ -336,7 +336,7 @@ impl SearchBackend for SqliteBackend {
 #[async_trait]
 impl ChangeFeedBackend for SqliteBackend {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
-        ledger_sql::read_feed(self.db.pool(), &self.sql.read_feed, after, limit).await
+        feed::read(self.db.pool(), &self.sql, after, limit).await
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Statements {
     pub rename_entries: String,
     pub rename_stream: String,
     pub read_feed: String,
+    pub entries_by_ids: String,
     pub get_cursor: String,
     pub set_cursor: String,
 }
@@ -32,8 +33,9 @@ pub struct Statements {
 impl Statements {
     pub fn new(t: &str) -> Self {
         // Appends bind the feed record's values inline in their multi-statement command.
-        let insert_feed_prefix =
-            format!(r#"INSERT INTO "{t}_feed" (stream, mutation, recorded_at) VALUES ("#);
+        let insert_feed_prefix = format!(
+            r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at) VALUES ("#
+        );
         Statements {
             table: t.to_owned(),
             stream_version: format!(r#"SELECT version FROM "{t}_streams" WHERE stream = ?"#),
@@ -46,7 +48,7 @@ impl Statements {
                 r#"INSERT INTO "{t}" (id, stream, version, payload, order_key, dedup_key,
                    schema_version, metadata, tags, created_at) "#
             ),
-            insert_feed: format!("{insert_feed_prefix}?, ?, ?)"),
+            insert_feed: format!("{insert_feed_prefix}?, ?, ?, ?, ?)"),
             insert_feed_prefix,
             read_columns: format!(
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
@@ -91,8 +93,13 @@ impl Statements {
             rename_entries: format!(r#"UPDATE "{t}" SET stream = ? WHERE stream = ?"#),
             rename_stream: format!(r#"UPDATE "{t}_streams" SET stream = ? WHERE stream = ?"#),
             read_feed: format!(
-                r#"SELECT position, stream, mutation FROM "{t}_feed"
-                   WHERE position > ? ORDER BY position LIMIT ?"#
+                r#"SELECT position, stream, mutation, ids, version FROM "{t}_feed"
+                   WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"#
+            ),
+            entries_by_ids: format!(
+                r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
+                   metadata, tags, annotations, created_at, updated_at FROM "{t}"
+                   WHERE id IN (SELECT value FROM json_each(?))"#
             ),
             get_cursor: format!(r#"SELECT position FROM "{t}_cursors" WHERE name = ?"#),
             set_cursor: format!(

@@ -141,13 +141,9 @@ async fn migrations_are_recorded_once_per_store() {
             .fetch_all(again.pool())
             .await
             .unwrap();
-    assert_eq!(
-        rows,
-        vec![
-            ("orders".to_owned(), SCHEMA_VERSION),
-            ("payments".to_owned(), SCHEMA_VERSION)
-        ]
-    );
+    let each = |store: &'static str| (1..=SCHEMA_VERSION).map(move |v| (store.to_owned(), v));
+    let expected: Vec<(String, i64)> = each("orders").chain(each("payments")).collect();
+    assert_eq!(rows, expected, "every migration recorded once per store");
 }
 
 #[tokio::test]
@@ -385,5 +381,53 @@ async fn a_store_migrated_by_a_newer_release_is_refused() {
             );
         }
         other => panic!("expected IncompatibleSchema, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn feed_records_of_an_older_release_still_read_and_positions_continue() {
+    let dir = Scratch::new("older-feed");
+    let store = SqliteStore::builder()
+        .table("t")
+        .change_feed(true)
+        .open(dir.db())
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(1)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // An append recorded the way schema version 1 did: the entries copied, no version.
+    let entry = store
+        .read("s", &ReadOptions::new())
+        .await
+        .unwrap()
+        .remove(0);
+    let legacy = json!({"type": "append", "entries": [entry]}).to_string();
+    sqlx::query("INSERT INTO t_feed (stream, mutation, recorded_at) VALUES ('s', ?, 0)")
+        .bind(legacy)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store
+        .append("s", vec![input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let records = store.read_feed(None, 10).await.unwrap();
+    let positions: Vec<u64> = records.iter().map(|r| r.position).collect();
+    assert_eq!(
+        positions,
+        [1, 2, 3],
+        "positions continue past the older record"
+    );
+    match &records[1].mutation {
+        ledger_core::Mutation::Append { entries, version } => {
+            assert_eq!(
+                (entries.len(), *version),
+                (1, 0),
+                "the copied entry, no version"
+            );
+        }
+        other => panic!("expected the older append, got {other:?}"),
     }
 }

@@ -31,9 +31,10 @@
 //! 3. **Capabilities** ([`Backend::capabilities`]) start from [`crate::Capabilities::none`] and
 //!    name what the backend keeps; each `as_*` accessor returns the capability's implementation
 //!    or `None`, and agrees with the flags (the suite checks both).
-//! 4. **Change feed** (if offered): one [`crate::FeedRecord`] per mutation, in the mutation's
-//!    transaction, never readable below a position a reader has seen ([`crate::FeedOrder`]).
-//!    [`feed_record_from_stored`] turns a stored JSON text back into a record.
+//! 4. **Change feed** (if offered): one record per mutation, in the mutation's transaction,
+//!    never readable below a position a reader has seen ([`crate::FeedOrder`]). An append's
+//!    record names its entries by id ([`feed::StoredChange`]) and reading joins them back
+//!    ([`feed::join_entries`]), so the feed does not store every payload twice.
 //! 5. **Wake-ups**: [`Backend::commits`] hands out a [`CommitSignal`] receiver that the
 //!    backend raises after its commits (and on notifications from other processes, where the
 //!    database has them); subscriptions poll otherwise.
@@ -47,6 +48,7 @@
 //! to read whole.
 
 pub mod append;
+pub mod feed;
 pub mod replica;
 mod signal;
 
@@ -182,21 +184,6 @@ pub trait ReplicaBackend: Send + Sync {
     /// cursor `cursor`, keeping their ids, versions and timestamps, and saves the cursor at the
     /// last record's position. Returns how many records were applied (not skipped).
     async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64>;
-}
-
-/// Rebuilds a feed record from what a store keeps: its position, stream and the mutation's JSON.
-pub fn feed_record_from_stored(
-    position: i64,
-    stream: String,
-    mutation: &str,
-) -> Result<FeedRecord> {
-    let mutation = serde_json::from_str(mutation)
-        .map_err(|e| Error::corrupt(format_args!("feed record {position}: {e}")))?;
-    Ok(FeedRecord {
-        position: position as u64,
-        stream,
-        mutation,
-    })
 }
 
 /// A feed position or cursor as the SQL backends store it (`BIGINT`).

@@ -73,8 +73,9 @@ pub trait ReplicaTarget: Send {
 }
 
 /// Applies the records above the saved cursor `cursor` to `target`, then saves the cursor at
-/// the last record's position. Returns how many records changed something. On an error, the
-/// caller's transaction (if any) must be rolled back.
+/// the last record's position. Returns how many records were above the cursor (applied, even
+/// where there was nothing left to change). On an error, the caller's transaction (if any) must
+/// be rolled back.
 pub async fn apply_records(
     target: &mut dyn ReplicaTarget,
     cursor: &str,
@@ -83,9 +84,8 @@ pub async fn apply_records(
     let saved = target.cursor(cursor).await?.unwrap_or(0);
     let mut applied = 0;
     for record in records.iter().filter(|r| r.position > saved) {
-        if apply_one(target, record).await? {
-            applied += 1;
-        }
+        apply_one(target, record).await?;
+        applied += 1;
     }
     if let Some(last) = records.last().filter(|r| r.position > saved) {
         target.save_cursor(cursor, last.position).await?;
@@ -93,6 +93,7 @@ pub async fn apply_records(
     Ok(applied)
 }
 
+/// Applies one record; `false` if it found nothing to change here.
 async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Result<bool> {
     let stream = record.stream.as_str();
     match &record.mutation {
@@ -118,7 +119,11 @@ async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Resul
                 }
             }
             // The version first: the entries may be gone (trimmed) at the source, the version not.
-            target.raise_version(stream, *version).await?;
+            // (Records of an older release carry no version: their entries tell it.)
+            let highest = entries.iter().map(|e| e.version).max().unwrap_or(0);
+            target
+                .raise_version(stream, (*version).max(highest))
+                .await?;
             if fresh.is_empty() {
                 return Ok(false);
             }

@@ -3,7 +3,8 @@
 use super::support::*;
 
 /// Every mutation type writes one feed record, in order, with ascending positions and the
-/// stored entries or changes.
+/// changes; an append's record holds its entries as they are when read (later tag changes
+/// shown, trimmed entries gone) under the stream it appended to, and the stream's version.
 pub async fn change_feed_records_every_mutation_in_order<F: StoreFactory>(factory: &F) {
     let store = factory.fresh().await;
     let caps = store.capabilities();
@@ -14,11 +15,11 @@ pub async fn change_feed_records_every_mutation_in_order<F: StoreFactory>(factor
     let mut expected: Vec<(String, Mutation)> = Vec::new();
 
     let all = append_n(&store, "feed", 3).await;
-    let entries = read_all(&store, "feed").await;
+    // Filled in at the end, with the entries as they will be then.
     expected.push((
         "feed".into(),
         Mutation::Append {
-            entries,
+            entries: Vec::new(),
             version: 3,
         },
     ));
@@ -94,6 +95,15 @@ pub async fn change_feed_records_every_mutation_in_order<F: StoreFactory>(factor
             },
         ));
     }
+
+    // What is left of the first append: its last entry, renamed, read back under its old name.
+    let mut left = read_all(&store, "feed-renamed").await;
+    left.iter_mut().for_each(|e| e.stream = "feed".into());
+    assert_eq!(ids(&left), [all[2]], "the trim left the third entry");
+    expected[0].1 = Mutation::Append {
+        entries: left,
+        version: 3,
+    };
 
     let records = read_feed_from(&store, None, 100).await;
     let expected_kinds: Vec<_> = expected.iter().map(|(_, m)| m.kind()).collect();

@@ -12,9 +12,9 @@ pub(super) use tokio::sync::Barrier;
 
 pub(super) use crate::testkit::{ReadCounter, StoreFactory, fresh_table};
 pub(super) use crate::{
-    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, Error, ExpectedVersion, FeedRecord,
-    ListOptions, MAX_LIMIT, MAX_STREAM_LEN, MAX_TABLE_LEN, Mutation, MutationKind, ReadOptions,
-    Result, Store, Stream, StreamStat, SubscribeOptions,
+    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, Error, ExpectedVersion, FeedOrder,
+    FeedRecord, ListOptions, MAX_LIMIT, MAX_STREAM_LEN, MAX_TABLE_LEN, Mutation, MutationKind,
+    ReadOptions, Result, Store, Stream, StreamStat, SubscribeOptions,
 };
 
 /// How long a subscription may stay silent before a test gives up waiting for an item.
