@@ -63,8 +63,8 @@ async fn main() {
     let mut report = Report::new(sizes, quick);
     report.setting(
         "pools",
-        "the ledger stores configure their own sqlx pools (no ping per acquire; SQLite keeps one \
-         connection for writes); the baselines use sqlx's default pools, which ping on acquire",
+        "no ping per acquire for ledger's pools or the baselines'; ledger's SQLite store keeps \
+         one connection for writes",
     );
     if wants("sqlite")
         && let Err(e) = sqlite::run(sizes, &mut report).await

@@ -1,18 +1,23 @@
 //! PostgreSQL: ledger's `PostgresStore` against hand-written sqlx statements on the same schema,
 //! on the server `cargo xtask bench` starts with PostgreSQL's durable defaults.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ledger_core::{ExpectedVersion, Mutation};
+use futures::StreamExt;
+use ledger_core::{ExpectedVersion, Mutation, SubscribeOptions};
 use ledger_postgres::PostgresStore;
 use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use crate::Sizes;
-use crate::report::{Report, Row as ReportRow};
+use crate::report::{Measurement, Report, Row as ReportRow};
 use crate::workload::{
-    RawEntry, Result, dedup_key, input, median, metadata, payload, rate, read_both,
+    ItemAdded, LONG_PAGE, LONG_STREAM, RawEntry, RawEvent, Result, dedup_key, in_parallel, input,
+    median, medians, metadata, payload, rate, read_both, read_pages, read_raw_pages, read_typed,
+    single_target, system,
 };
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
@@ -53,89 +58,116 @@ async fn checkpoint(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-async fn raw_single(pool: &PgPool, sizes: Sizes) -> Result<f64> {
+const RAW_INSERT: &str =
+    "(stream, version, payload, dedup_key, schema_version, metadata, created_at)";
+
+async fn raw_single(pool: &PgPool, sizes: Sizes, writers: usize) -> Result<f64> {
     let t = raw_table(pool, "raw_single").await?;
     checkpoint(pool).await?;
-    let sql = format!(
-        "INSERT INTO {t} (stream, version, payload, dedup_key, schema_version, metadata, created_at) \
-         VALUES ($1, $2, $3::jsonb, $4, 1, $5::jsonb, $6)"
-    );
-    let started = Instant::now();
-    for n in 0..sizes.single_appends {
-        sqlx::query(&sql)
-            .bind(format!("s-{:03}", n % 100))
-            .bind((n / 100 + 1) as i64)
-            .bind(serde_json::to_string(&payload(n))?)
-            .bind(dedup_key(n))
-            .bind(serde_json::to_string(&metadata(n))?)
-            .bind(Utc::now())
-            .execute(pool)
-            .await?;
-    }
-    Ok(rate(sizes.single_appends, started.elapsed()))
+    let sql: Arc<str> =
+        format!("INSERT INTO {t} {RAW_INSERT} VALUES ($1, $2, $3::jsonb, $4, 1, $5::jsonb, $6)")
+            .into();
+    let pool = pool.clone();
+    let elapsed = in_parallel(writers, sizes.single_appends, move |w, n| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        async move {
+            let (stream, version) = single_target(writers, w, n);
+            sqlx::query(&sql)
+                .bind(stream)
+                .bind(version)
+                .bind(serde_json::to_string(&payload(n))?)
+                .bind(dedup_key(n))
+                .bind(serde_json::to_string(&metadata(n))?)
+                .bind(Utc::now())
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(sizes.single_appends, elapsed))
 }
 
-async fn ledger_single(url: &str, pool: &PgPool, sizes: Sizes) -> Result<f64> {
-    let store = ledger_store(url, "ledger_single", false).await?;
+async fn ledger_single(
+    url: &str,
+    pool: &PgPool,
+    sizes: Sizes,
+    writers: usize,
+    change_feed: bool,
+) -> Result<f64> {
+    let store = ledger_store(url, "ledger_single", change_feed).await?;
     checkpoint(pool).await?;
-    let started = Instant::now();
-    for n in 0..sizes.single_appends {
-        let stream = format!("s-{:03}", n % 100);
-        store
-            .append(&stream, vec![input(n)], ExpectedVersion::Any)
-            .await?;
-    }
-    Ok(rate(sizes.single_appends, started.elapsed()))
+    let elapsed = in_parallel(writers, sizes.single_appends, move |w, n| {
+        let store = store.clone();
+        async move {
+            let (stream, _) = single_target(writers, w, n);
+            store
+                .append(&stream, vec![input(n)], ExpectedVersion::Any)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(sizes.single_appends, elapsed))
 }
 
 /// One multi-row INSERT … SELECT FROM unnest(…) per batch, as a careful hand-written importer.
-async fn raw_batched(pool: &PgPool, batch: usize, batches: usize) -> Result<f64> {
+async fn raw_batched(pool: &PgPool, batch: usize, batches: usize, writers: usize) -> Result<f64> {
     let t = raw_table(pool, "raw_batched").await?;
     checkpoint(pool).await?;
-    let sql = format!(
-        "INSERT INTO {t} (stream, version, payload, dedup_key, schema_version, metadata, created_at) \
-         SELECT $1, v, p::jsonb, d, 1, m::jsonb, $2 \
+    let sql: Arc<str> = format!(
+        "INSERT INTO {t} {RAW_INSERT} SELECT $1, v, p::jsonb, d, 1, m::jsonb, $2 \
          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]) AS u(v, p, d, m)"
-    );
-    let started = Instant::now();
-    for b in 0..batches {
-        let ns = (b * batch)..((b + 1) * batch);
-        let versions: Vec<i64> = (1..=batch as i64).collect();
-        let payloads: Vec<String> = ns.clone().map(|n| payload(n).to_string()).collect();
-        let keys: Vec<String> = ns.clone().map(dedup_key).collect();
-        let metas: Vec<String> = ns
-            .map(|n| serde_json::to_string(&metadata(n)).expect("metadata encodes"))
-            .collect();
-        sqlx::query(&sql)
-            .bind(format!("b-{b:05}"))
-            .bind(Utc::now())
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&keys)
-            .bind(&metas)
-            .execute(pool)
-            .await?;
-    }
-    Ok(rate(batches * batch, started.elapsed()))
+    )
+    .into();
+    let pool = pool.clone();
+    let elapsed = in_parallel(writers, batches, move |_, b| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        async move {
+            let ns = (b * batch)..((b + 1) * batch);
+            let versions: Vec<i64> = (1..=batch as i64).collect();
+            let payloads: Vec<String> = ns.clone().map(|n| payload(n).to_string()).collect();
+            let keys: Vec<String> = ns.clone().map(dedup_key).collect();
+            let metas = ns
+                .map(|n| serde_json::to_string(&metadata(n)))
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            sqlx::query(&sql)
+                .bind(format!("b-{b:05}"))
+                .bind(Utc::now())
+                .bind(&versions)
+                .bind(&payloads)
+                .bind(&keys)
+                .bind(&metas)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(batches * batch, elapsed))
 }
 
 async fn ledger_batched(
     url: &str,
     pool: &PgPool,
-    batch: usize,
-    batches: usize,
+    (batch, batches): (usize, usize),
+    writers: usize,
     change_feed: bool,
 ) -> Result<f64> {
     let store = ledger_store(url, "ledger_batched", change_feed).await?;
     checkpoint(pool).await?;
-    let started = Instant::now();
-    for b in 0..batches {
-        let inputs = (0..batch).map(|i| input(b * batch + i)).collect();
-        store
-            .append(&format!("b-{b:05}"), inputs, ExpectedVersion::NoStream)
-            .await?;
-    }
-    Ok(rate(batches * batch, started.elapsed()))
+    let elapsed = in_parallel(writers, batches, move |_, b| {
+        let store = store.clone();
+        async move {
+            let inputs = (0..batch).map(|i| input(b * batch + i)).collect();
+            store
+                .append(&format!("b-{b:05}"), inputs, ExpectedVersion::NoStream)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(batches * batch, elapsed))
 }
 
 /// COPY … FROM STDIN (text format): PostgreSQL's fastest bulk path.
@@ -170,7 +202,13 @@ async fn raw_copy(pool: &PgPool, batch: usize, batches: usize) -> Result<f64> {
     Ok(rate(batches * batch, started.elapsed()))
 }
 
-async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<Vec<RawEntry>> {
+async fn raw_page(
+    pool: &PgPool,
+    table: &str,
+    stream: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<RawEntry>> {
     use sqlx::types::Json;
     let sql = format!(
         "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, metadata, \
@@ -178,7 +216,7 @@ async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<
      WHERE stream = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
     let rows = sqlx::query(&sql)
-        .bind("big")
+        .bind(stream)
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(pool)
@@ -204,8 +242,33 @@ async fn raw_page(pool: &PgPool, table: &str, after: i64, limit: u32) -> Result<
     Ok(page)
 }
 
-/// Catch-up over the change feed, in entries per second, against a raw SELECT of the same feed
-/// rows decoded the same way.
+/// What a raw reader rebuilding state reads of one page: the typed event and its metadata.
+async fn raw_event_page(pool: &PgPool, table: &str, after: i64) -> Result<Vec<RawEvent>> {
+    use sqlx::types::Json;
+    let sql = format!(
+        "SELECT id, version, payload, metadata, created_at FROM \"{table}\" \
+         WHERE stream = 'long' AND id > $1 ORDER BY id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(i64::from(LONG_PAGE))
+        .fetch_all(pool)
+        .await?;
+    let mut page = Vec::with_capacity(rows.len());
+    for row in &rows {
+        page.push(RawEvent {
+            id: row.try_get(0)?,
+            version: row.try_get(1)?,
+            event: row.try_get::<Json<ItemAdded>, _>(2)?.0,
+            metadata: row.try_get::<Json<_>, _>(3)?.0,
+            created_at: row.try_get(4)?,
+        });
+    }
+    Ok(page)
+}
+
+/// Catch-up over the change feed, in entries per second, against a raw reader of the same
+/// entries in id order, decoded the same way.
 async fn feed_catch_up(store: &PostgresStore, pool: &PgPool, entries: usize) -> Result<(f64, f64)> {
     let count = |m: &Mutation| match m {
         Mutation::Append { entries, .. } => entries.len(),
@@ -222,25 +285,66 @@ async fn feed_catch_up(store: &PostgresStore, pool: &PgPool, entries: usize) -> 
     assert_eq!(seen, entries, "ledger feed delivered every entry");
     let ledger = rate(seen, started.elapsed());
 
-    let sql = format!(
-        "SELECT position, stream, mutation FROM \"{}_feed\" WHERE position > $1 \
-         ORDER BY position LIMIT 1000",
-        store.table()
-    );
     let started = Instant::now();
     let (mut after, mut seen) = (0i64, 0usize);
     loop {
-        let rows = sqlx::query(&sql).bind(after).fetch_all(pool).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.get(0);
-        for row in &rows {
-            let _stream: String = row.get(1);
-            let m: Mutation = serde_json::from_str(row.get(2))?;
-            seen += count(&m);
-        }
+        let page = raw_all_page(pool, store.table(), after).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen += page.len();
     }
-    assert_eq!(seen, entries, "baseline feed read every entry");
+    assert_eq!(seen, entries, "baseline read every entry");
     Ok((rate(seen, started.elapsed()), ledger))
+}
+
+/// A page of every stream's entries in id order, as a raw reader tails a table.
+async fn raw_all_page(pool: &PgPool, table: &str, after: i64) -> Result<Vec<RawEntry>> {
+    use sqlx::types::Json;
+    let sql = format!(
+        "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, metadata, \
+         tags, annotations, created_at, updated_at FROM \"{table}\" WHERE id > $1 \
+         ORDER BY id LIMIT 10000"
+    );
+    let rows = sqlx::query(&sql).bind(after).fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RawEntry {
+                id: row.try_get(0)?,
+                stream: row.try_get(1)?,
+                version: row.try_get(2)?,
+                payload: row.try_get::<Json<Value>, _>(3)?.0,
+                order_key: row.try_get(4)?,
+                dedup_key: row.try_get(5)?,
+                schema_version: row.try_get(6)?,
+                metadata: row.try_get::<Json<_>, _>(7)?.0,
+                tags: row.try_get::<Json<_>, _>(8)?.0,
+                annotations: row.try_get::<Json<_>, _>(9)?.0,
+                created_at: row.try_get(10)?,
+                updated_at: row.try_get(11)?,
+            })
+        })
+        .collect()
+}
+
+/// How long a feed subscriber takes to deliver a fresh append: the median of 20, of events
+/// `first..first + 20` (new dedup keys, so that each append writes).
+async fn feed_latency(store: &PostgresStore, first: usize) -> Result<Duration> {
+    let mut after = None;
+    while let Some(last) = store.read_feed(after, 10_000).await?.last() {
+        after = Some(last.position);
+    }
+    let options = SubscribeOptions::new().poll_interval(Duration::from_millis(500));
+    let mut live = store.subscribe_feed(after, options);
+    let mut waits = Vec::new();
+    for n in first..first + 20 {
+        let started = Instant::now();
+        store
+            .append("latency", vec![input(n)], ExpectedVersion::Any)
+            .await?;
+        live.next().await.ok_or("subscription ended")??;
+        waits.push(started.elapsed().as_secs_f64());
+    }
+    Ok(Duration::from_secs_f64(median(waits)))
 }
 
 async fn setting(pool: &PgPool, name: &str) -> Result<String> {
@@ -249,9 +353,21 @@ async fn setting(pool: &PgPool, name: &str) -> Result<String> {
         .await?)
 }
 
+fn writers_text(writers: usize) -> String {
+    match writers {
+        1 => "1 writer".to_owned(),
+        n => format!("{n} writers"),
+    }
+}
+
 /// Runs every PostgreSQL workload and adds its rows and settings to `report`.
 pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
-    let pool = PgPool::connect(url).await?;
+    // Sized for the most writers, and no ping per acquire, like ledger's own pools.
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .test_before_acquire(false)
+        .connect(url)
+        .await?;
     let version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
         .await?;
@@ -274,52 +390,71 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         ),
     );
 
-    let (mut raw, mut led) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        raw.push(raw_single(&pool, sizes).await?);
-        led.push(ledger_single(url, &pool, sizes).await?);
+    for writers in [1, 4, 8] {
+        let [raw, off, on] = medians(
+            sizes.repeats,
+            &[
+                system(|| raw_single(&pool, sizes, writers)),
+                system(|| ledger_single(url, &pool, sizes, writers, false)),
+                system(|| ledger_single(url, &pool, sizes, writers, true)),
+            ],
+        )
+        .await?[..] else {
+            unreachable!("three runs")
+        };
+        for (ledger_eps, feed, target) in [
+            (off, "", (writers == 1).then_some(0.8)),
+            (on, ", change feed on", (writers == 8).then_some(0.7)),
+        ] {
+            report.row(ReportRow {
+                backend: "PostgreSQL",
+                workload: format!(
+                    "append, 1 entry per commit, {}{feed}",
+                    writers_text(writers)
+                ),
+                baseline: "1 INSERT per entry (autocommit), same writers".into(),
+                raw_eps: raw,
+                ledger_eps,
+                target,
+            });
+        }
     }
-    report.row(ReportRow {
-        backend: "PostgreSQL",
-        workload: "append, 1 entry per commit, dedup key".into(),
-        baseline: "1 INSERT per entry (autocommit)".into(),
-        raw_eps: median(raw),
-        ledger_eps: median(led),
-        target: None,
-    });
 
-    let (mut raw, mut led, mut feed) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        raw.push(raw_batched(&pool, sizes.batch, sizes.batches).await?);
-        led.push(ledger_batched(url, &pool, sizes.batch, sizes.batches, false).await?);
-        feed.push(ledger_batched(url, &pool, sizes.batch, sizes.batches, true).await?);
+    for writers in [1, 4, 8] {
+        let shape = (sizes.batch, sizes.batches);
+        let [raw, off, on] = medians(
+            sizes.repeats,
+            &[
+                system(|| raw_batched(&pool, sizes.batch, sizes.batches, writers)),
+                system(|| ledger_batched(url, &pool, shape, writers, false)),
+                system(|| ledger_batched(url, &pool, shape, writers, true)),
+            ],
+        )
+        .await?[..] else {
+            unreachable!("three runs")
+        };
+        let target = (writers <= 4).then_some(0.8);
+        for (ledger_eps, feed) in [(off, ""), (on, ", change feed on")] {
+            report.row(ReportRow {
+                backend: "PostgreSQL",
+                workload: format!(
+                    "append, batches of {}, {}{feed}",
+                    sizes.batch,
+                    writers_text(writers)
+                ),
+                baseline: "1 INSERT … SELECT FROM unnest per batch, same writers".into(),
+                raw_eps: raw,
+                ledger_eps,
+                target,
+            });
+        }
     }
-    let raw = median(raw);
-    report.row(ReportRow {
-        backend: "PostgreSQL",
-        workload: format!("append, batches of {}, dedup keys", sizes.batch),
-        baseline: "1 INSERT … SELECT FROM unnest per batch".into(),
-        raw_eps: raw,
-        ledger_eps: median(led),
-        target: Some(0.7),
-    });
-    report.row(ReportRow {
-        backend: "PostgreSQL",
-        workload: format!(
-            "append, batches of {}, dedup keys, change feed on",
-            sizes.batch
-        ),
-        baseline: "1 INSERT … SELECT FROM unnest per batch".into(),
-        raw_eps: raw,
-        ledger_eps: median(feed),
-        target: None,
-    });
 
     let (bulk, bulk_batches) = (10_000, sizes.read_entries.min(100_000) / 10_000);
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
         raw.push(raw_copy(&pool, bulk, bulk_batches.max(1)).await?);
-        led.push(ledger_batched(url, &pool, bulk, bulk_batches.max(1), false).await?);
+        led.push(ledger_batched(url, &pool, (bulk, bulk_batches.max(1)), 1, false).await?);
     }
     report.row(ReportRow {
         backend: "PostgreSQL",
@@ -340,13 +475,13 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .await?;
     // Both systems start warm: one untimed pass each.
     read_both(&store, sizes, async |after| {
-        raw_page(&pool, store.table(), after, sizes.page).await
+        raw_page(&pool, store.table(), "big", after, sizes.page).await
     })
     .await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
         let (r, l) = read_both(&store, sizes, async |after| {
-            raw_page(&pool, store.table(), after, sizes.page).await
+            raw_page(&pool, store.table(), "big", after, sizes.page).await
         })
         .await?;
         raw.push(r);
@@ -362,6 +497,56 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         raw_eps: median(raw),
         ledger_eps: median(led),
         target: Some(0.8),
+    });
+
+    for chunk in (0..LONG_STREAM).collect::<Vec<_>>().chunks(1_000) {
+        let inputs = chunk.iter().map(|&n| input(n)).collect();
+        store.append("long", inputs, ExpectedVersion::Any).await?;
+    }
+    sqlx::query(&format!("VACUUM ANALYZE \"{}\"", store.table()))
+        .execute(&pool)
+        .await?;
+    let table = store.table();
+    let runs = [
+        system(|| {
+            read_raw_pages(
+                async |after| raw_event_page(&pool, table, after).await,
+                |e| e.id,
+            )
+        }),
+        system(|| read_typed(&store)),
+        system(|| {
+            read_raw_pages(
+                async |after| raw_page(&pool, table, "long", after, LONG_PAGE).await,
+                |e| e.id,
+            )
+        }),
+        system(|| read_pages(&store)),
+    ];
+    medians(1, &runs).await?; // warm
+    let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
+        unreachable!("four runs")
+    };
+    report.row(ReportRow {
+        backend: "PostgreSQL",
+        workload: format!(
+            "read one stream of {LONG_STREAM} events, typed (`Stream::read_all`, pages of {LONG_PAGE})"
+        ),
+        baseline: "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
+            .into(),
+        raw_eps: raw_typed,
+        ledger_eps: typed,
+        target: Some(0.9),
+    });
+    report.row(ReportRow {
+        backend: "PostgreSQL",
+        workload: format!(
+            "read one stream of {LONG_STREAM} events, `Store::read` pages of {LONG_PAGE}"
+        ),
+        baseline: "SELECT of every column … LIMIT, same decoding".into(),
+        raw_eps: raw_pages,
+        ledger_eps: pages,
+        target: Some(0.9),
     });
 
     let feed_store = ledger_store(url, "ledger_feed", true).await?;
@@ -381,10 +566,50 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
     report.row(ReportRow {
         backend: "PostgreSQL",
         workload: format!("change-feed catch-up, {feed_entries} entries in records of 10"),
-        baseline: "SELECT of the feed rows, same decoding".into(),
+        baseline: "SELECT of the same entries in id order, pages of 10000, same decoding".into(),
         raw_eps: median(raw),
         ledger_eps: median(led),
         target: None,
     });
+
+    // Feed readers against long transactions they have nothing to do with: a feed writer of
+    // another store and a transaction in another database, both held open for 5 s.
+    let quiet = feed_latency(&feed_store, 0).await?;
+    let other = ledger_store(url, "ledger_other", true).await?;
+    let mut other_tx = other.pool().begin().await?;
+    other
+        .append_in(&mut other_tx, "held", vec![input(0)], ExpectedVersion::Any)
+        .await?;
+    let options: PgConnectOptions = url.parse()?;
+    let other_db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.database("template1"))
+        .await?;
+    let mut other_db_tx = other_db.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *other_db_tx)
+        .await?;
+    let held_since = Instant::now();
+    let busy = feed_latency(&feed_store, 20).await?;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(held_since.elapsed())).await;
+    let held = held_since.elapsed();
+    other_tx.commit().await?;
+    other_db_tx.commit().await?;
+    for (what, latency) in [
+        ("nothing else open".to_owned(), quiet),
+        (
+            format!(
+                "a feed writer of another store and a transaction in another database open for {:.1} s",
+                held.as_secs_f64()
+            ),
+            busy,
+        ),
+    ] {
+        report.measurement(Measurement {
+            backend: "PostgreSQL",
+            what: format!("append to feed subscriber delivery (median of 20), {what}"),
+            value: format!("{:.1} ms", latency.as_secs_f64() * 1e3),
+        });
+    }
     Ok(())
 }

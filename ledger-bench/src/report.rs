@@ -12,10 +12,18 @@ pub struct Row {
     pub target: Option<f64>,
 }
 
+/// A measurement that is not a ratio (a latency, say).
+pub struct Measurement {
+    pub backend: &'static str,
+    pub what: String,
+    pub value: String,
+}
+
 pub struct Report {
     sizes: Sizes,
     quick: bool,
     rows: Vec<Row>,
+    measurements: Vec<Measurement>,
     settings: Vec<(String, String)>,
 }
 
@@ -25,6 +33,7 @@ impl Report {
             sizes,
             quick,
             rows: Vec::new(),
+            measurements: Vec::new(),
             settings: Vec::new(),
         }
     }
@@ -36,6 +45,11 @@ impl Report {
             row.backend, row.workload, row.raw_eps, row.ledger_eps
         );
         self.rows.push(row);
+    }
+
+    pub fn measurement(&mut self, m: Measurement) {
+        println!("{:<10} {:<60} {}", m.backend, m.what, m.value);
+        self.measurements.push(m);
     }
 
     pub fn setting(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -71,12 +85,27 @@ impl Report {
                 r.backend, r.workload, r.baseline, r.raw_eps, r.ledger_eps
             ));
         }
+        if !self.measurements.is_empty() {
+            out.push_str("\n| backend | measurement | value |\n|---|---|---:|\n");
+            for m in &self.measurements {
+                out.push_str(&format!("| {} | {} | {} |\n", m.backend, m.what, m.value));
+            }
+        }
         out.push_str("\n## Settings\n\n");
         out.push_str(&format!(
-            "- sizes: {} single-entry appends (one commit each, round-robin over 100 streams); \
-             {} batches of {} (one new stream per batch); {} entries read back by cursor \
-             pagination in pages of {}; {} repetitions\n",
-            s.single_appends, s.batches, s.batch, s.read_entries, s.page, s.repeats
+            "- sizes: {} single-entry appends (one commit each, round-robin over 25 streams per \
+             writer); {} batches of {} (one new stream per batch); with several writers, tokio \
+             tasks on one pool share the work; {} entries read back by cursor pagination in pages \
+             of {}; one stream of {} events (written in appends of 1000) read whole in pages of \
+             {}; {} repetitions\n",
+            s.single_appends,
+            s.batches,
+            s.batch,
+            s.read_entries,
+            s.page,
+            crate::workload::LONG_STREAM,
+            crate::workload::LONG_PAGE,
+            s.repeats
         ));
         for (k, v) in &self.settings {
             out.push_str(&format!("- {k}: {v}\n"));

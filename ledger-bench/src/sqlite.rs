@@ -12,7 +12,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
 use crate::workload::{
-    RawEntry, Result, dedup_key, input, median, metadata, payload, rate, read_both,
+    LONG_PAGE, LONG_STREAM, RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median,
+    medians, metadata, payload, rate, read_both, read_pages, read_raw_pages, read_typed, system,
 };
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
@@ -39,9 +40,10 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_secs(30))
 }
 
-async fn raw_pool(path: &Path) -> Result<SqlitePool> {
+async fn raw_pool(path: &Path, connections: u32) -> Result<SqlitePool> {
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
+        .test_before_acquire(false)
         .connect_with(connect_options(path))
         .await?;
     sqlx::raw_sql(RAW_SCHEMA).execute(&pool).await?;
@@ -78,7 +80,7 @@ fn now_micros() -> i64 {
 
 async fn raw_single(sizes: Sizes) -> Result<f64> {
     let scratch = Scratch::new("raw-single");
-    let pool = raw_pool(&scratch.db()).await?;
+    let pool = raw_pool(&scratch.db(), 4).await?;
     let started = Instant::now();
     for n in 0..sizes.single_appends {
         sqlx::query(&format!("{INSERT} VALUES (?, ?, ?, ?, 1, ?, ?)"))
@@ -114,68 +116,89 @@ fn batch_stream(b: usize, streams: Option<usize>) -> String {
     format!("b-{:05}", streams.map_or(b, |n| b % n))
 }
 
-async fn raw_batched(sizes: Sizes, streams: Option<usize>) -> Result<f64> {
+/// Batched appends: `writers` tasks, each batch to a new stream (`streams` None) or round-robin
+/// over that many existing ones (one writer only: the baseline knows each stream's version).
+async fn raw_batched(sizes: Sizes, streams: Option<usize>, writers: usize) -> Result<f64> {
     let scratch = Scratch::new("raw-batched");
-    let pool = raw_pool(&scratch.db()).await?;
-    let started = Instant::now();
-    for b in 0..sizes.batches {
-        let stream = batch_stream(b, streams);
-        // The baseline knows each stream's version without asking.
-        let base = streams.map_or(0, |n| (b / n) * sizes.batch);
-        let rows: Vec<(usize, String, String)> = (0..sizes.batch)
-            .map(|i| {
-                let n = b * sizes.batch + i;
-                let p = serde_json::to_string(&payload(n)).expect("payload encodes");
-                let m = serde_json::to_string(&metadata(n)).expect("metadata encodes");
-                (i, p, m)
-            })
-            .collect();
-        let created_at = now_micros();
-        let mut q = QueryBuilder::<Sqlite>::new(INSERT);
-        q.push_values(&rows, |mut r, (i, p, m)| {
-            r.push_bind(&stream)
-                .push_bind((base + i + 1) as i64)
-                .push_bind(p)
-                .push_bind(dedup_key(b * sizes.batch + i))
-                .push_bind(1i64)
-                .push_bind(m)
-                .push_bind(created_at);
-        });
-        q.build().execute(&pool).await?;
-    }
-    let measured = rate(sizes.batches * sizes.batch, started.elapsed());
+    // One connection per writer, plus one, as a hand-written importer would size its pool.
+    let pool = raw_pool(&scratch.db(), writers as u32 + 1).await?;
+    let (batch, task_pool) = (sizes.batch, pool.clone());
+    let elapsed = in_parallel(writers, sizes.batches, move |_, b| {
+        let pool = task_pool.clone();
+        async move {
+            let stream = batch_stream(b, streams);
+            let base = streams.map_or(0, |n| (b / n) * batch);
+            let rows = (0..batch)
+                .map(|i| {
+                    let n = b * batch + i;
+                    Ok((
+                        i,
+                        serde_json::to_string(&payload(n))?,
+                        serde_json::to_string(&metadata(n))?,
+                    ))
+                })
+                .collect::<Result<Vec<(usize, String, String)>>>()?;
+            let created_at = now_micros();
+            let mut q = QueryBuilder::<Sqlite>::new(INSERT);
+            q.push_values(&rows, |mut r, (i, p, m)| {
+                r.push_bind(&stream)
+                    .push_bind((base + i + 1) as i64)
+                    .push_bind(p)
+                    .push_bind(dedup_key(b * batch + i))
+                    .push_bind(1i64)
+                    .push_bind(m)
+                    .push_bind(created_at);
+            });
+            q.build().execute(&pool).await?;
+            Ok(())
+        }
+    })
+    .await?;
     pool.close().await;
-    Ok(measured)
+    Ok(rate(sizes.batches * sizes.batch, elapsed))
 }
 
-async fn ledger_batched(sizes: Sizes, streams: Option<usize>, change_feed: bool) -> Result<f64> {
+async fn ledger_batched(
+    sizes: Sizes,
+    streams: Option<usize>,
+    writers: usize,
+    change_feed: bool,
+) -> Result<f64> {
     let scratch = Scratch::new("ledger-batched");
     let store = SqliteStore::builder()
         .change_feed(change_feed)
         .open(scratch.db())
         .await?;
-    let started = Instant::now();
-    for b in 0..sizes.batches {
-        let inputs = (0..sizes.batch)
-            .map(|i| input(b * sizes.batch + i))
-            .collect();
-        let expected = match streams {
-            None => ExpectedVersion::NoStream,
-            Some(n) => ExpectedVersion::Exact(((b / n) * sizes.batch) as u64),
-        };
-        store
-            .append(&batch_stream(b, streams), inputs, expected)
-            .await?;
-    }
-    Ok(rate(sizes.batches * sizes.batch, started.elapsed()))
+    let batch = sizes.batch;
+    let elapsed = in_parallel(writers, sizes.batches, move |_, b| {
+        let store = store.clone();
+        async move {
+            let inputs = (0..batch).map(|i| input(b * batch + i)).collect();
+            let expected = match streams {
+                None => ExpectedVersion::NoStream,
+                Some(n) => ExpectedVersion::Exact(((b / n) * batch) as u64),
+            };
+            store
+                .append(&batch_stream(b, streams), inputs, expected)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate(sizes.batches * sizes.batch, elapsed))
 }
 
-async fn raw_page(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<RawEntry>> {
+async fn raw_page(
+    pool: &SqlitePool,
+    stream: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<RawEntry>> {
     let sql = "SELECT id, stream, version, payload, order_key, dedup_key, schema_version, \
            metadata, tags, annotations, created_at, updated_at FROM ledger_entries \
            WHERE stream = ? AND id > ? ORDER BY id LIMIT ?";
     let rows = sqlx::query(sql)
-        .bind("big")
+        .bind(stream)
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(pool)
@@ -198,6 +221,28 @@ async fn raw_page(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<RawEn
             updated_at: row
                 .get::<Option<i64>, _>(11)
                 .and_then(DateTime::from_timestamp_micros),
+        });
+    }
+    Ok(page)
+}
+
+/// What a raw reader rebuilding state reads of one page: the typed event and its metadata.
+async fn raw_event_page(pool: &SqlitePool, after: i64) -> Result<Vec<RawEvent>> {
+    let sql = "SELECT id, version, payload, metadata, created_at FROM ledger_entries \
+           WHERE stream = 'long' AND id > ? ORDER BY id LIMIT ?";
+    let rows = sqlx::query(sql)
+        .bind(after)
+        .bind(i64::from(LONG_PAGE))
+        .fetch_all(pool)
+        .await?;
+    let mut page = Vec::with_capacity(rows.len());
+    for row in &rows {
+        page.push(RawEvent {
+            id: row.try_get(0)?,
+            version: row.try_get(1)?,
+            event: serde_json::from_str(row.try_get(2)?)?,
+            metadata: serde_json::from_str(row.try_get(3)?)?,
+            created_at: DateTime::from_timestamp_micros(row.try_get(4)?).ok_or("bad time")?,
         });
     }
     Ok(page)
@@ -236,51 +281,59 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     }
     report.row(ReportRow {
         backend: "SQLite",
-        workload: "append, 1 entry per commit, dedup key".into(),
+        workload: "append, 1 entry per commit, 1 writer".into(),
         baseline: "1 INSERT per entry (autocommit)".into(),
         raw_eps: median(raw),
         ledger_eps: median(led),
-        target: None,
-    });
-
-    let (mut raw, mut led, mut feed) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw_existing, mut led_existing) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        raw.push(raw_batched(sizes, None).await?);
-        led.push(ledger_batched(sizes, None, false).await?);
-        feed.push(ledger_batched(sizes, None, true).await?);
-        raw_existing.push(raw_batched(sizes, Some(10)).await?);
-        led_existing.push(ledger_batched(sizes, Some(10), false).await?);
-    }
-    let raw = median(raw);
-    report.row(ReportRow {
-        backend: "SQLite",
-        workload: format!("append, batches of {}, dedup keys", sizes.batch),
-        baseline: "1 multi-row INSERT per batch".into(),
-        raw_eps: raw,
-        ledger_eps: median(led),
         target: Some(0.8),
     });
+
+    for writers in [1, 4] {
+        let [raw, off, on] = medians(
+            sizes.repeats,
+            &[
+                system(|| raw_batched(sizes, None, writers)),
+                system(|| ledger_batched(sizes, None, writers, false)),
+                system(|| ledger_batched(sizes, None, writers, true)),
+            ],
+        )
+        .await?[..] else {
+            unreachable!("three runs")
+        };
+        let who = match writers {
+            1 => "1 writer".to_owned(),
+            n => format!("{n} writers"),
+        };
+        for (ledger_eps, feed) in [(off, ""), (on, ", change feed on")] {
+            report.row(ReportRow {
+                backend: "SQLite",
+                workload: format!("append, batches of {}, {who}{feed}", sizes.batch),
+                baseline: "1 multi-row INSERT per batch, same writers (a connection each)".into(),
+                raw_eps: raw,
+                ledger_eps,
+                target: Some(0.8),
+            });
+        }
+    }
+    let [raw, led] = medians(
+        sizes.repeats,
+        &[
+            system(|| raw_batched(sizes, Some(10), 1)),
+            system(|| ledger_batched(sizes, Some(10), 1, false)),
+        ],
+    )
+    .await?[..] else {
+        unreachable!("two runs")
+    };
     report.row(ReportRow {
         backend: "SQLite",
         workload: format!(
-            "append, batches of {}, dedup keys, change feed on",
+            "append, batches of {} to 10 existing streams, Exact, 1 writer",
             sizes.batch
         ),
         baseline: "1 multi-row INSERT per batch".into(),
         raw_eps: raw,
-        ledger_eps: median(feed),
-        target: None,
-    });
-    report.row(ReportRow {
-        backend: "SQLite",
-        workload: format!(
-            "append, batches of {} to 10 existing streams, dedup keys, Exact",
-            sizes.batch
-        ),
-        baseline: "1 multi-row INSERT per batch".into(),
-        raw_eps: median(raw_existing),
-        ledger_eps: median(led_existing),
+        ledger_eps: led,
         target: Some(0.8),
     });
 
@@ -292,6 +345,7 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(connect_options(&scratch.db()))
         .await?;
     // Reads come from the database file, not a 300 MB write-ahead log, and both systems start
@@ -300,13 +354,13 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     read_both(&store, sizes, async |after| {
-        raw_page(&pool, after, sizes.page).await
+        raw_page(&pool, "big", after, sizes.page).await
     })
     .await?;
     let (mut raw, mut led) = (Vec::new(), Vec::new());
     for _ in 0..sizes.repeats {
         let (r, l) = read_both(&store, sizes, async |after| {
-            raw_page(&pool, after, sizes.page).await
+            raw_page(&pool, "big", after, sizes.page).await
         })
         .await?;
         raw.push(r);
@@ -322,6 +376,50 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
         raw_eps: median(raw),
         ledger_eps: median(led),
         target: Some(0.8),
+    });
+
+    for chunk in (0..LONG_STREAM).collect::<Vec<_>>().chunks(1_000) {
+        let inputs = chunk.iter().map(|&n| input(n)).collect();
+        store.append("long", inputs, ExpectedVersion::Any).await?;
+    }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await?;
+    let runs = [
+        system(|| read_raw_pages(async |after| raw_event_page(&pool, after).await, |e| e.id)),
+        system(|| read_typed(&store)),
+        system(|| {
+            read_raw_pages(
+                async |after| raw_page(&pool, "long", after, LONG_PAGE).await,
+                |e| e.id,
+            )
+        }),
+        system(|| read_pages(&store)),
+    ];
+    medians(1, &runs).await?; // warm
+    let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
+        unreachable!("four runs")
+    };
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!(
+            "read one stream of {LONG_STREAM} events, typed (`Stream::read_all`, pages of {LONG_PAGE})"
+        ),
+        baseline: "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
+            .into(),
+        raw_eps: raw_typed,
+        ledger_eps: typed,
+        target: Some(0.9),
+    });
+    report.row(ReportRow {
+        backend: "SQLite",
+        workload: format!(
+            "read one stream of {LONG_STREAM} events, `Store::read` pages of {LONG_PAGE}"
+        ),
+        baseline: "SELECT of every column … LIMIT, same decoding".into(),
+        raw_eps: raw_pages,
+        ledger_eps: pages,
+        target: Some(0.9),
     });
     Ok(())
 }

@@ -1,16 +1,158 @@
 //! The rows every system writes: the same payload, metadata and keys for baseline and ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ledger_core::{AppendInput, EntryId, ReadOptions, Store};
+use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use ledger_core::{AppendInput, EntryId, ReadOptions, Store, Stream};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Sizes;
 
 /// Errors of a benchmark run.
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The typed event every system reads back: what [`payload`] holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemAdded {
+    pub order_id: String,
+    pub sku: String,
+    pub quantity: u32,
+    pub price_cents: u64,
+    pub currency: String,
+    pub note: String,
+}
+
+/// What a raw reader rebuilding state decodes of each row: the typed event and its metadata,
+/// in order.
+#[allow(dead_code)]
+pub struct RawEvent {
+    pub id: i64,
+    pub version: i64,
+    pub event: ItemAdded,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Entries of the whole-stream read: one stream of this many events.
+pub const LONG_STREAM: usize = 100_000;
+/// Page size of the whole-stream reads.
+pub const LONG_PAGE: u32 = 10_000;
+
+/// One measured system: a run giving events per second.
+pub type Run<'a> = Box<dyn Fn() -> LocalBoxFuture<'a, Result<f64>> + 'a>;
+
+/// Boxes a run.
+pub fn system<'a, F, Fut>(f: F) -> Run<'a>
+where
+    F: Fn() -> Fut + 'a,
+    Fut: Future<Output = Result<f64>> + 'a,
+{
+    Box::new(move || Box::pin(f()))
+}
+
+/// The median of each run over `repeats` rounds, the runs taking turns within each round.
+pub async fn medians(repeats: usize, runs: &[Run<'_>]) -> Result<Vec<f64>> {
+    let mut samples = vec![Vec::new(); runs.len()];
+    for _ in 0..repeats {
+        for (run, samples) in runs.iter().zip(&mut samples) {
+            samples.push(run().await?);
+        }
+    }
+    Ok(samples.into_iter().map(median).collect())
+}
+
+/// Runs `writers` tasks at once, task `w` doing `work(w, unit)` for its share of `units` (the
+/// units `u` with `u % writers == w`, in order); returns the wall time of the whole.
+pub async fn in_parallel<F, Fut>(writers: usize, units: usize, work: F) -> Result<Duration>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let work = work.clone();
+            tokio::spawn(async move {
+                for unit in (w..units).step_by(writers) {
+                    work(w, unit).await?;
+                }
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// Single-entry append `unit` of writer `w`: its stream (25 per writer, so that writers never
+/// share one) and its version there.
+pub fn single_target(writers: usize, w: usize, unit: usize) -> (String, i64) {
+    let k = unit / writers;
+    (format!("s-{w}-{:02}", k % 25), (k / 25 + 1) as i64)
+}
+
+/// Reads the long stream through the typed API as a user rebuilding state would: every event
+/// in order, `Stream::read_all` in pages of [`LONG_PAGE`]. Returns events per second.
+pub async fn read_typed(store: &Store) -> Result<f64> {
+    let stream: Stream<ItemAdded> = Stream::new(store, "long")?;
+    let started = Instant::now();
+    let mut all = stream.read_all(ReadOptions::new().limit(LONG_PAGE));
+    let (mut seen, mut last) = (0usize, 0u64);
+    while let Some(entry) = all.next().await {
+        let entry = entry?;
+        assert_eq!(entry.version, last + 1, "typed read in order");
+        last = entry.version;
+        seen += 1;
+    }
+    let measured = rate(seen, started.elapsed());
+    assert_eq!(seen, LONG_STREAM, "typed read saw every event");
+    Ok(measured)
+}
+
+/// Reads the long stream with `Store::read`, page after page of [`LONG_PAGE`].
+pub async fn read_pages(store: &Store) -> Result<f64> {
+    let started = Instant::now();
+    let (mut seen, mut options) = (0usize, ReadOptions::new().limit(LONG_PAGE));
+    loop {
+        let page = store.read("long", &options).await?;
+        seen += page.len();
+        match page.last() {
+            Some(last) if page.len() == LONG_PAGE as usize => options.after = Some(last.id),
+            _ => break,
+        }
+    }
+    let measured = rate(seen, started.elapsed());
+    assert_eq!(seen, LONG_STREAM, "paged read saw every event");
+    Ok(measured)
+}
+
+/// A raw reader's whole-stream read: pages after an id until a short page, each decoded by
+/// `page`. Returns events per second.
+pub async fn read_raw_pages<E>(
+    mut page: impl AsyncFnMut(i64) -> Result<Vec<E>>,
+    id: impl Fn(&E) -> i64,
+) -> Result<f64> {
+    let started = Instant::now();
+    let (mut seen, mut after) = (0usize, 0i64);
+    loop {
+        let rows = page(after).await?;
+        seen += rows.len();
+        match rows.last() {
+            Some(last) if rows.len() == LONG_PAGE as usize => after = id(last),
+            _ => break,
+        }
+    }
+    let measured = rate(seen, started.elapsed());
+    assert_eq!(seen, LONG_STREAM, "raw read saw every event");
+    Ok(measured)
+}
 
 /// What a baseline decodes each row into: the same fields ledger returns.
 #[allow(dead_code)]

@@ -86,7 +86,7 @@ pub async fn append_in_one_statement(
         &sql.append_existing
     };
     let rows = columns
-        .query(statement, stream, now(), plan.new_version, &sql.names.table)
+        .query(statement, stream, now(), plan.new_version)
         .bind(kind)
         .bind(exact)
         .fetch_all(pool)
@@ -144,15 +144,7 @@ pub async fn append_on(
 
     let created_at = now();
     let columns = Columns::of(&inputs, &plan.rows);
-    let bind_rows = |statement| {
-        columns.query(
-            statement,
-            stream,
-            created_at,
-            plan.new_version,
-            &sql.names.table,
-        )
-    };
+    let bind_rows = |statement| columns.query(statement, stream, created_at, plan.new_version);
 
     let rows = bind_rows(&sql.insert_entries)
         .fetch_all(&mut *conn)
@@ -190,15 +182,14 @@ impl Columns {
         columns
     }
 
-    /// `statement` with $1..=$12 bound: stream, created_at, the eight columns, the stream's
-    /// new (or relative) version and the notification's payload (the table).
+    /// `statement` with $1..=$11 bound: stream, created_at, the eight columns and the stream's
+    /// new (or relative) version.
     fn query<'q>(
         &'q self,
         statement: &'q str,
         stream: &'q str,
         created_at: chrono::DateTime<chrono::Utc>,
         new_version: u64,
-        channel: &'q str,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         sqlx::query(statement)
             .bind(stream)
@@ -212,7 +203,6 @@ impl Columns {
             .bind(&self.metadata)
             .bind(&self.tags)
             .bind(new_version as i64)
-            .bind(channel)
     }
 
     fn with_capacity(n: usize) -> Self {

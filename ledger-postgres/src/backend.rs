@@ -43,8 +43,14 @@ impl PostgresBackend {
         let mut tx = self.db.pool().begin().await.map_err(backend_err)?;
         let value = work(&mut tx).await?;
         tx.commit().await.map_err(backend_err)?;
-        self.signal.committed();
+        self.committed();
         Ok(value)
+    }
+
+    /// Wakes this process's subscribers now and other processes' soon (see notify.rs).
+    pub fn committed(&self) {
+        self.signal.committed();
+        self.db.committed(&self.sql.names.table);
     }
 
     async fn record(&self, conn: &mut PgConnection, stream: &str, m: &Mutation) -> Result<()> {
@@ -121,7 +127,7 @@ impl Backend for PostgresBackend {
         let sql = &self.sql;
         let one = append::append_in_one_statement(self.db.pool(), sql, stream, &entries, expected);
         if let Some(result) = one.await? {
-            self.signal.committed();
+            self.committed();
             return Ok(result);
         }
         self.write(async |conn| append::append_on(conn, sql, stream, entries, expected).await)

@@ -1,5 +1,6 @@
-//! One PostgreSQL database shared by the stores opened on it: its connection pool and its one
-//! LISTEN connection, so N stores on a server hold one pool and one listener, not N of each.
+//! One PostgreSQL database shared by the stores opened on it: its connection pool, its one
+//! LISTEN connection and its one commit notifier, so N stores on a server hold one of each, not
+//! N.
 //!
 //! Sharing is explicit ([`PostgresDatabase`]): connections belong to the tokio runtime that
 //! opened them, so a process-wide registry would hand one runtime's connections to another.
@@ -15,6 +16,7 @@ use ledger_core::backend::CommitSignal;
 
 use crate::backend_err;
 use crate::listen::Listener;
+use crate::notify::Notifier;
 
 /// A PostgreSQL database to open stores on, sharing one pool and one LISTEN connection:
 /// `PostgresStore::builder().table(…).open(&database)`. Clones share it. Stores opened on it
@@ -81,6 +83,8 @@ pub struct Database {
     owns_pool: bool,
     /// The LISTEN connection, started by the first store that wants wake-ups.
     listener: std::sync::Mutex<Option<Listener>>,
+    /// Notifies other processes of commits, started by the first commit.
+    notifier: std::sync::Mutex<Option<Notifier>>,
 }
 
 impl Database {
@@ -105,7 +109,16 @@ impl Database {
             pool,
             owns_pool,
             listener: std::sync::Mutex::new(None),
+            notifier: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Notifies listeners in every process, soon, that a transaction on `table` committed.
+    pub fn committed(&self, table: &str) {
+        let mut notifier = self.notifier.lock().unwrap_or_else(|p| p.into_inner());
+        notifier
+            .get_or_insert_with(|| Notifier::spawn(self.pool.clone()))
+            .committed(table);
     }
 
     /// The pool every call of the stores on this database uses.
@@ -132,6 +145,14 @@ impl Database {
             .take();
         if let Some(listener) = listener {
             listener.stop().await;
+        }
+        let notifier = self
+            .notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(notifier) = notifier {
+            notifier.stop();
         }
         if self.owns_pool {
             self.pool.close().await;

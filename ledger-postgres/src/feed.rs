@@ -27,7 +27,7 @@ use ledger_core::{FeedRecord, Mutation, Result};
 use crate::sql::Statements;
 use crate::{backend_err, read};
 
-/// Writes one feed record for `mutation` on `stream` and notifies listeners at COMMIT.
+/// Writes one feed record for `mutation` on `stream`.
 pub async fn record(
     conn: &mut PgConnection,
     sql: &Statements,
@@ -38,7 +38,6 @@ pub async fn record(
     sqlx::query(&sql.record_feed)
         .bind(stream)
         .bind(columns.mutation)
-        .bind(&sql.names.table)
         .bind(columns.ids)
         .bind(columns.version)
         .execute(conn)

@@ -62,10 +62,15 @@
 //!   serialization failure or deadlock (40001, 40P01), as an append inside a caller's
 //!   `SERIALIZABLE` or `REPEATABLE READ` transaction meets when it loses a race, is a conflict
 //!   to retry ([`ledger_core::Error::is_conflict`]).
-//! - **Connections**: stores opened with one URL (or on one caller's pool) in a process share
-//!   one pool (10 connections by default) and one LISTEN/NOTIFY listener with a connection of
-//!   its own beside the pool. The last of them to close stops the listener and, for a pool
-//!   opened from a URL, closes the pool.
+//! - **Connections**: a store opened by URL has a pool (10 connections by default) and, for
+//!   wake-ups, a LISTEN connection of its own beside the pool; stores opened on one
+//!   [`PostgresDatabase`] share both. Closing a store closes what it owns.
+//! - **Wake-ups across processes**: each commit's table is notified right after COMMIT by a
+//!   task of the database, never inside the writing transaction: a transaction that ran
+//!   `NOTIFY` holds a cluster-wide lock from its COMMIT until the commit is durable, which
+//!   would make concurrent writers commit one at a time. Commits landing together share one
+//!   notification. [`PostgresStore::append_in`] cannot see the caller's COMMIT, so it notifies
+//!   inside the caller's transaction (such transactions take that lock).
 //! - **Table names** follow the core rule (up to 63 bytes). Derived names (`t_streams`,
 //!   `t_cursors`, …) that would exceed PostgreSQL's 63-byte identifiers use a prefix of the table
 //!   name plus a hash of the whole name, so they never collide.
@@ -104,6 +109,7 @@ mod backend;
 mod database;
 mod feed;
 mod listen;
+mod notify;
 mod read;
 mod replica;
 mod schema;
@@ -286,8 +292,16 @@ impl PostgresStore {
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
         let backend = &self.backend;
-        let run =
-            async |entries| append::append_on(conn, &backend.sql, stream, entries, expected).await;
+        let run = async |entries| {
+            let result = append::append_on(conn, &backend.sql, stream, entries, expected).await?;
+            // Delivered when the caller commits (see notify.rs for what NOTIFY costs there).
+            sqlx::query(&backend.sql.notify)
+                .bind(&backend.sql.names.table)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend_err)?;
+            Ok(result)
+        };
         self.store.append_with(stream, entries, expected, run).await
     }
 

@@ -1,5 +1,5 @@
-//! Wake-ups from LISTEN/NOTIFY: appends and feed records notify the channel [`CHANNEL`] at
-//! COMMIT, with their store's table as the payload; one listener connection per database turns
+//! Wake-ups from LISTEN/NOTIFY: commits are notified on the channel [`CHANNEL`], with their
+//! store's table as the payload (see notify.rs); one listener connection per database turns
 //! notifications into the commit signals of the stores on it.
 //!
 //! The listener has a connection of its own, opened with the store pool's options outside that

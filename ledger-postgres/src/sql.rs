@@ -83,6 +83,8 @@ pub struct Statements {
     /// The one-statement append when `expected` requires an existing stream.
     pub append_existing: String,
     pub record_feed: String,
+    /// Notifies listeners of a commit to the table `$1`, when the transaction commits.
+    pub notify: String,
     pub feed_horizon: String,
     pub read_feed: String,
     pub entries_by_ids: String,
@@ -156,10 +158,7 @@ impl Statements {
         };
         // Ids come from `nextval` in ordinality order (PostgreSQL evaluates volatile target
         // expressions after ORDER BY), so ascending versions get ascending ids.
-        let returning_rows = format!(
-            "SELECT rows.id, rows.version FROM rows \
-             CROSS JOIN (SELECT pg_notify('{CHANNEL}', $12)) AS notified"
-        );
+        let returning_rows = "SELECT rows.id, rows.version FROM rows";
         // Entries of one append, as parallel arrays: one round trip whatever the batch size.
         let insert_entries = format!(
             r#"WITH rows AS (
@@ -180,7 +179,7 @@ impl Statements {
             {returning_rows}"#
         );
         // A whole append in one autocommitted statement: bump the stream's version under its row
-        // lock if `expected` admits the current one ($13 kind, $14 exact version), then insert
+        // lock if `expected` admits the current one ($12 kind, $13 exact version), then insert
         // the entries at versions after the previous one. No row back means "decide the slow
         // way": `expected` did not hold (a conflict, or a retry of stored duplicates). A taken
         // dedup key aborts the statement with a unique violation, which also means that.
@@ -191,8 +190,8 @@ impl Statements {
         );
         let admits = |v: &str| {
             format!(
-                "CASE $13::int WHEN 0 THEN TRUE WHEN 1 THEN {v} = 0 WHEN 2 THEN {v} > 0 \
-                 ELSE {v} = $14 END"
+                "CASE $12::int WHEN 0 THEN TRUE WHEN 1 THEN {v} = 0 WHEN 2 THEN {v} > 0 \
+                 ELSE {v} = $13 END"
             )
         };
         let one_statement = |bump: String| {
@@ -238,13 +237,12 @@ impl Statements {
                 r#"SELECT dedup_key, id FROM "{t}" WHERE stream = $1 AND dedup_key = ANY($2)"#
             ),
             insert_entries,
-            // $2 the mutation (JSON text), or for an append $4 its ids' runs and $5 its version.
+            // $2 the mutation (JSON text), or for an append $3 its ids' runs and $4 its version.
             record_feed: format!(
-                r#"WITH {fence}, feed AS (
-                    INSERT INTO "{feed}" (position, stream, mutation, ids, version)
-                    SELECT nextval('"{feed_pos}"'), $1, $2, $4, $5 FROM fence
-                ) SELECT pg_notify('{CHANNEL}', $3)"#
+                r#"WITH {fence} INSERT INTO "{feed}" (position, stream, mutation, ids, version)
+                   SELECT nextval('"{feed_pos}"'), $1, $2, $3, $4 FROM fence"#
             ),
+            notify: format!("SELECT pg_notify('{CHANNEL}', $1)"),
             // The highest position below which every record is committed (or rolled back):
             // the last position taken, lowered to the lowest tag of any feed writer's fence
             // still held. The correlated subquery reads `pg_locks` after the sequence.

@@ -841,3 +841,29 @@ async fn a_feed_writer_that_rolls_back_leaves_a_hole_readers_pass() {
     );
     assert!(records[0].position > 1, "its position follows the hole");
 }
+
+#[tokio::test]
+async fn append_in_wakes_other_processes_when_the_caller_commits() {
+    let table = fresh_table();
+    let reader = open(&table, false).await;
+    let writer = open(&table, false).await;
+    let slow_polling = SubscribeOptions::new().poll_interval(Duration::from_secs(60));
+    let (counted_reader, counted) = ReadCounter::wrap(&reader);
+    let stream = Stream::<serde_json::Value>::new(&counted_reader, "orders").unwrap();
+    let mut live = stream.subscribe(0, slow_polling);
+    let first = tokio::spawn(async move { live.next().await });
+    counted.reads_reach(1).await;
+    let mut tx = writer.pool().begin().await.unwrap();
+    writer
+        .append_in(&mut tx, "orders", vec![input(8)], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let entry = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the caller's COMMIT woke the subscription within 5 s (polling takes 60 s)")
+        .expect("subscription task ran")
+        .expect("subscription is open")
+        .expect("entry decodes");
+    assert_eq!(entry.payload, json!({ "n": 8 }));
+}
