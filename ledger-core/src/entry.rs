@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use crate::error::Error;
 
+/// A payload as its JSON text, unparsed: what [`crate::Store::read_json`] returns, for
+/// decoders that go straight to their own types and for passing payloads through.
+pub type RawPayload = Box<serde_json::value::RawValue>;
+
 /// The id of an entry: unique in its store, assigned by the store at append, ascending within a
 /// stream in the order of versions.
 ///

@@ -11,7 +11,9 @@ use crate::backend::{
     Backend, ChangeFeedBackend, CursorBackend, HealthBackend, ReplicaBackend, SearchBackend,
 };
 use crate::capabilities::Capabilities;
-use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
+use crate::entry::{
+    AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
+};
 use crate::error::{Error, Result};
 use crate::feed::FeedRecord;
 use crate::read::{ListOptions, ReadOptions, SearchQuery};
@@ -182,7 +184,7 @@ impl Items for AppendResult {
         self.appended().count() as u64
     }
 }
-impl Items for Vec<Entry> {
+impl<P> Items for Vec<Entry<P>> {
     fn items(&self) -> u64 {
         self.len() as u64
     }
@@ -262,6 +264,15 @@ impl<L: Layer> Backend for Layered<L> {
 
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {
         self.call(Operation::Read, self.inner.read(stream, options))
+            .await
+    }
+
+    async fn read_json(
+        &self,
+        stream: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry<RawPayload>>> {
+        self.call(Operation::Read, self.inner.read_json(stream, options))
             .await
     }
 

@@ -84,7 +84,8 @@ pub use capabilities::{Capabilities, FeedOrder, Replication, SearchModes, Timest
 pub use codec::{Codec, JsonCodec};
 pub use consumer::{Checkpoint, CursorCheckpoint, FeedConsumer};
 pub use entry::{
-    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat,
+    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload,
+    StreamStat,
 };
 pub use error::{BackendErrorKind, CodecError, Error, Result};
 pub use feed::{FeedRecord, Mutation, MutationKind};

@@ -4,11 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::backend::Backend;
 use crate::capabilities::Capabilities;
-use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
+use crate::entry::{
+    AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
+};
 use crate::error::{Error, Result};
 use crate::feed::FeedRecord;
 use crate::name::{validate_cursor_name, validate_stream_id};
@@ -55,6 +58,10 @@ impl std::fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+/// One page of entries from a store (for [`Store::read_all`] and its kin).
+type ReadPage<P> =
+    for<'a> fn(&'a Store, &'a str, &'a ReadOptions) -> BoxFuture<'a, Result<Vec<Entry<P>>>>;
 
 impl Store {
     /// A store in front of `backend` (for backend authors; users open stores through a backend
@@ -178,6 +185,22 @@ impl Store {
         self.named(result)
     }
 
+    /// [`Store::read`] with each payload as its JSON text, unparsed ([`RawPayload`]): for
+    /// decoding straight into a type without building a [`serde_json::Value`] first (what
+    /// [`crate::Stream`] does), or for passing payloads on (an HTTP response, say) as they are.
+    pub async fn read_json(
+        &self,
+        stream: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry<RawPayload>>> {
+        self.check_open()?;
+        validate_stream_id(stream)?;
+        options.validate()?;
+        self.check_annotation_filter(options)?;
+        let result = self.backend().read_json(stream, options).await;
+        self.named(result)
+    }
+
     fn check_annotation_filter(&self, options: &ReadOptions) -> Result<()> {
         if !options.filter.annotations.is_empty() && !self.capabilities().annotations {
             return Err(Error::NotSupported(
@@ -195,23 +218,49 @@ impl Store {
         stream: &str,
         options: ReadOptions,
     ) -> BoxStream<'static, Result<Entry>> {
-        struct Pages {
+        self.pages(stream, options, |store, stream, options| {
+            Box::pin(store.read(stream, options))
+        })
+    }
+
+    /// [`Store::read_all`] with each payload as its JSON text ([`Store::read_json`]).
+    pub fn read_all_json(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+    ) -> BoxStream<'static, Result<Entry<RawPayload>>> {
+        self.pages(stream, options, |store, stream, options| {
+            Box::pin(store.read_json(stream, options))
+        })
+    }
+
+    /// The entries of page after page that `read` returns, each page after the last id of the
+    /// one before, until a short page or the first error.
+    fn pages<P: Send + 'static>(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        read: ReadPage<P>,
+    ) -> BoxStream<'static, Result<Entry<P>>> {
+        struct Pages<P> {
             store: Store,
             stream: String,
             options: ReadOptions,
+            read: ReadPage<P>,
             done: bool,
         }
         let pages = Pages {
             store: self.clone(),
             stream: stream.to_owned(),
             options,
+            read,
             done: false,
         };
         stream::unfold(pages, |mut pages| async move {
             if pages.done {
                 return None;
             }
-            match pages.store.read(&pages.stream, &pages.options).await {
+            match (pages.read)(&pages.store, &pages.stream, &pages.options).await {
                 Err(e) => {
                     pages.done = true;
                     Some((vec![Err(e)], pages))

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::codec::{Codec, JsonCodec};
 use crate::entry::{
-    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat,
+    AppendInput, AppendOutcome, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload,
+    StreamStat,
 };
 use crate::error::{Error, Result};
 use crate::name::validate_stream_id;
@@ -171,8 +172,26 @@ impl<T, C: Codec<T>> Stream<T, C> {
 
     /// Reads one page, upcast and decoded. One undecodable entry fails the page with its id.
     pub async fn read(&self, options: &ReadOptions) -> Result<Vec<Entry<T>>> {
-        let raw = self.store.read(&self.id, options).await?;
-        raw.into_iter().map(|e| self.decode(e)).collect()
+        let raw = self.store.read_json(&self.id, options).await?;
+        raw.into_iter().map(|e| self.decode_json(e)).collect()
+    }
+
+    /// Decodes one entry read as JSON text: straight from the text when it needs no upcasting,
+    /// else through [`Stream::decode`].
+    fn decode_json(&self, entry: Entry<RawPayload>) -> Result<Entry<T>> {
+        let id = entry.id;
+        if entry.schema_version >= self.schema_version {
+            return entry.map_payload(|payload| {
+                self.codec
+                    .decode_json(&payload)
+                    .map_err(|source| Error::Decode { id, source })
+            });
+        }
+        let entry = entry.map_payload(|payload| {
+            serde_json::from_str(payload.get())
+                .map_err(|e| Error::corrupt(format_args!("payload of entry {id}: {e}")))
+        })?;
+        self.decode(entry)
     }
 
     /// Upcasts and decodes one raw entry of this stream.
@@ -297,8 +316,8 @@ where
         let decoder = self.clone();
         until_error(
             self.store
-                .read_all(&self.id, options)
-                .map(move |item| item.and_then(|entry| decoder.decode(entry))),
+                .read_all_json(&self.id, options)
+                .map(move |item| item.and_then(|entry| decoder.decode_json(entry))),
         )
     }
 

@@ -470,3 +470,45 @@ async fn typed_read_all_decodes_every_page() {
         .await;
     assert_eq!(all, (1..=7).collect::<Vec<_>>());
 }
+
+/// A codec that only decodes values, counting the calls.
+#[derive(Clone, Default)]
+struct CountingCodec(Arc<Mutex<u32>>);
+
+impl ledger_core::Codec<u64> for CountingCodec {
+    fn encode(&self, value: &u64) -> std::result::Result<Value, ledger_core::CodecError> {
+        Ok(json!({ "n": value }))
+    }
+
+    fn decode(&self, value: Value) -> std::result::Result<u64, ledger_core::CodecError> {
+        *self.0.lock().unwrap() += 1;
+        value["n"].as_u64().ok_or_else(|| "no n".into())
+    }
+}
+
+#[tokio::test]
+async fn a_codec_that_only_decodes_values_still_reads_typed_pages() {
+    let store = MemoryStore::new();
+    append_n(&store, "counted", 5).await;
+    let codec = CountingCodec::default();
+    let stream = Stream::with_codec(&store, "counted", codec.clone()).unwrap();
+    let page: Vec<u64> = stream
+        .read(&ReadOptions::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(page, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        *codec.0.lock().unwrap(),
+        5,
+        "each entry went through decode"
+    );
+    let all: Vec<u64> = stream
+        .read_all(ReadOptions::new().limit(2))
+        .map(|e| e.unwrap().payload)
+        .collect()
+        .await;
+    assert_eq!(all, [1, 2, 3, 4, 5], "read_all decodes every page too");
+}

@@ -15,8 +15,8 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, Capabilities, Entry, EntryId, Error, ExpectedVersion, FeedOrder,
-    FeedRecord, ListOptions, Mutation, ReadOptions, Replication, Result, SearchMode, SearchModes,
-    SearchQuery, StreamStat, TimestampPrecision,
+    FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result, SearchMode,
+    SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
@@ -60,12 +60,12 @@ impl PostgresBackend {
         Ok(())
     }
 
-    async fn select(
+    async fn select<P: serde::de::DeserializeOwned>(
         &self,
         stream: Option<&str>,
         query: Option<&SearchQuery>,
         options: &ReadOptions,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Vec<Entry<P>>> {
         let mut q = QueryBuilder::<Postgres>::new(&self.sql.read_columns);
         match stream {
             Some(s) => q.push("stream = ").push_bind(s),
@@ -135,6 +135,14 @@ impl Backend for PostgresBackend {
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {
+        self.select(Some(stream), None, options).await
+    }
+
+    async fn read_json(
+        &self,
+        stream: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry<RawPayload>>> {
         self.select(Some(stream), None, options).await
     }
 

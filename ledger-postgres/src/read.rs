@@ -82,8 +82,9 @@ fn tags_json(tags: &[&String]) -> serde_json::Value {
     serde_json::Value::Array(tags.iter().map(|t| (*t).clone().into()).collect())
 }
 
-/// Decodes a row selected with `Statements::read_columns`.
-pub fn entry_from_row(row: &PgRow) -> Result<Entry> {
+/// Decodes a row selected with `Statements::read_columns`, the payload as `P` (a `Value`, or
+/// its text as a `RawPayload`).
+pub fn entry_from_row<P: serde::de::DeserializeOwned>(row: &PgRow) -> Result<Entry<P>> {
     let version: i64 = row.try_get(2).map_err(backend_err)?;
     let schema_version: i64 = row.try_get(6).map_err(backend_err)?;
     let exact: Option<&str> = row.try_get(12).map_err(backend_err)?;
@@ -92,11 +93,7 @@ pub fn entry_from_row(row: &PgRow) -> Result<Entry> {
         Some(text) => {
             serde_json::from_str(text).map_err(|e| Error::corrupt(format_args!("payload: {e}")))?
         }
-        None => {
-            row.try_get::<Json<serde_json::Value>, _>(3)
-                .map_err(backend_err)?
-                .0
-        }
+        None => row.try_get::<Json<P>, _>(3).map_err(backend_err)?.0,
     };
     let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(7).map_err(backend_err)?;
     let Json(tags): Json<BTreeSet<String>> = row.try_get(8).map_err(backend_err)?;

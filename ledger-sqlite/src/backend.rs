@@ -14,8 +14,8 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, BackendErrorKind, Capabilities, Entry, EntryId, Error,
-    ExpectedVersion, FeedOrder, FeedRecord, ListOptions, Mutation, ReadOptions, Replication,
-    Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    ExpectedVersion, FeedOrder, FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions,
+    Replication, Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
@@ -92,12 +92,12 @@ impl SqliteBackend {
         Ok(())
     }
 
-    async fn select(
+    async fn select<P: serde::de::DeserializeOwned>(
         &self,
         stream: Option<&str>,
         text: Option<&str>,
         options: &ReadOptions,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Vec<Entry<P>>> {
         let mut q = QueryBuilder::<Sqlite>::new(&self.sql.read_columns);
         match stream {
             Some(s) => q.push("stream = ").push_bind(s),
@@ -167,6 +167,14 @@ impl Backend for SqliteBackend {
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {
+        self.select(Some(stream), None, options).await
+    }
+
+    async fn read_json(
+        &self,
+        stream: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry<RawPayload>>> {
         self.select(Some(stream), None, options).await
     }
 

@@ -81,8 +81,9 @@ fn json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::corrupt(format!("{column}: {e}")))
 }
 
-/// Decodes a row selected with `Statements::read_columns`.
-pub fn entry_from_row(row: &SqliteRow) -> Result<Entry> {
+/// Decodes a row selected with `Statements::read_columns`, the payload as `P` (a `Value`, or
+/// its text as a `RawPayload`).
+pub fn entry_from_row<P: DeserializeOwned>(row: &SqliteRow) -> Result<Entry<P>> {
     let get = |i: usize| -> Result<&str> { row.try_get(i).map_err(crate::backend_err) };
     let version: i64 = row.try_get(2).map_err(crate::backend_err)?;
     let schema_version: i64 = row.try_get(6).map_err(crate::backend_err)?;

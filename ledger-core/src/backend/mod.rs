@@ -57,7 +57,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
-use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
+use crate::entry::{
+    AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
+};
 use crate::error::{Error, Result};
 use crate::feed::FeedRecord;
 use crate::read::{ListOptions, ReadOptions, SearchQuery};
@@ -90,6 +92,27 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One page of `stream`; see [`crate::Store::read`].
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>>;
+
+    /// One page of `stream` with each payload as its JSON text; see [`crate::Store::read_json`].
+    /// The default serializes what [`Backend::read`] returns; a backend that stores JSON text
+    /// hands it over as it is instead.
+    async fn read_json(
+        &self,
+        stream: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Entry<RawPayload>>> {
+        self.read(stream, options)
+            .await?
+            .into_iter()
+            .map(|entry| {
+                let id = entry.id;
+                entry.map_payload(|payload| {
+                    serde_json::value::to_raw_value(&payload)
+                        .map_err(|e| Error::corrupt(format_args!("payload of entry {id}: {e}")))
+                })
+            })
+            .collect()
+    }
 
     /// See [`crate::Store::count`].
     async fn count(&self, stream: &str) -> Result<u64>;

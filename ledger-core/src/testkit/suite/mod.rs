@@ -191,6 +191,10 @@ pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
         behaviour!(read::read_descending_after_cursor_returns_lower_ids, []),
         behaviour!(read::read_after_version_continues_by_version_both_ways, []),
         behaviour!(read::read_all_pages_through_a_whole_stream, []),
+        behaviour!(
+            read::read_json_returns_what_read_does_with_payloads_as_text,
+            []
+        ),
         behaviour!(rename::rename_stream_moves_entries_and_version, [Rename]),
         behaviour!(
             rename::rename_of_missing_stream_is_stream_not_found,

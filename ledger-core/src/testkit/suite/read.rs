@@ -170,3 +170,73 @@ pub async fn read_all_pages_through_a_whole_stream<F: StoreFactory>(factory: &F)
     let missing = store.read_all("missing", ReadOptions::new()).count().await;
     assert_eq!(missing, 0, "a missing stream yields nothing");
 }
+
+/// `read_json` returns the entries `read` does, each payload as JSON text that parses to the
+/// same value (floats, large integers, U+0000 and nesting included); `read_all_json` pages the
+/// same way as `read_all`; and a typed stream decodes those texts to the same values.
+pub async fn read_json_returns_what_read_does_with_payloads_as_text<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let payloads = [
+        json!({"f": 1e16, "z": -0.0, "tiny": 5e-324}),
+        json!({"big": 18_446_744_073_709_551_615u64, "neg": -9_223_372_036_854_775_808i64}),
+        json!({"text": "nul \u{0000} and é and \"quotes\"", "list": [1, [2, {"three": null}]]}),
+        json!("a plain string"),
+        json!([]),
+    ];
+    let inputs = payloads
+        .iter()
+        .cloned()
+        .map(|p| AppendInput::new(p).tag("t").metadata("k", "v"))
+        .collect();
+    append_all(&store, "json", inputs).await;
+    let values = store
+        .read("json", &ReadOptions::new())
+        .await
+        .expect("read succeeds");
+    let texts = store
+        .read_json("json", &ReadOptions::new())
+        .await
+        .expect("read_json succeeds");
+    assert_eq!(texts.len(), payloads.len(), "every entry");
+    for ((value, text), payload) in values.iter().zip(&texts).zip(&payloads) {
+        let parsed: Value = serde_json::from_str(text.payload.get())
+            .unwrap_or_else(|e| panic!("payload text {:?} parses: {e}", text.payload.get()));
+        assert_same_json(&parsed, payload, &format!("read_json payload {payload}"));
+        let without_payload = |e: &Entry<_>| (e.id, e.version, e.stream.clone());
+        assert_eq!(
+            without_payload(value),
+            (text.id, text.version, text.stream.clone())
+        );
+        assert_eq!(
+            (&value.metadata, &value.tags, &value.created_at),
+            (&text.metadata, &text.tags, &text.created_at),
+            "the other fields are the same"
+        );
+    }
+    let paged: Vec<EntryId> = store
+        .read_all_json("json", ReadOptions::new().limit(2))
+        .map(|e| e.unwrap_or_else(|e| panic!("read_all_json failed: {e}")).id)
+        .collect()
+        .await;
+    assert_eq!(
+        paged,
+        values.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "read_all_json pages through every entry"
+    );
+    let typed: Vec<Value> = Stream::<Value>::new(&store, "json")
+        .expect("valid stream id")
+        .read(&ReadOptions::new())
+        .await
+        .expect("typed read succeeds")
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    for (got, payload) in typed.iter().zip(&payloads) {
+        assert_same_json(got, payload, &format!("typed payload {payload}"));
+    }
+    let missing = store.read_json("missing", &ReadOptions::new()).await;
+    assert!(
+        missing.expect("a missing stream reads").is_empty(),
+        "a missing stream has no entries"
+    );
+}
