@@ -85,12 +85,12 @@ pub async fn append_in_one_statement(
     } else {
         &sql.append_existing
     };
-    let rows = columns
-        .query(statement, stream, now(), plan.new_version)
-        .bind(kind)
-        .bind(exact)
-        .fetch_all(pool)
-        .await;
+    let query = if plan.rows.len() == 1 {
+        columns.query_single(&statement.single, stream, now(), plan.new_version)
+    } else {
+        columns.query(&statement.batch, stream, now(), plan.new_version)
+    };
+    let rows = query.bind(kind).bind(exact).fetch_all(pool).await;
     let mut rows: Vec<(i64, i64)> = match rows {
         Ok(rows) => rows
             .iter()
@@ -202,6 +202,28 @@ impl Columns {
             .bind(&self.schema_versions)
             .bind(&self.metadata)
             .bind(&self.tags)
+            .bind(new_version as i64)
+    }
+
+    /// [`Columns::query`] for a statement that takes one row's columns as scalars: the first.
+    fn query_single<'q>(
+        &'q self,
+        statement: &'q str,
+        stream: &'q str,
+        created_at: chrono::DateTime<chrono::Utc>,
+        new_version: u64,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(statement)
+            .bind(stream)
+            .bind(created_at)
+            .bind(self.versions[0])
+            .bind(&self.payloads[0])
+            .bind(&self.exact_payloads[0])
+            .bind(&self.order_keys[0])
+            .bind(&self.dedup_keys[0])
+            .bind(self.schema_versions[0])
+            .bind(&self.metadata[0])
+            .bind(&self.tags[0])
             .bind(new_version as i64)
     }
 

@@ -71,6 +71,14 @@ impl Names {
     }
 }
 
+/// A one-statement append, in two shapes that bind the same parameters.
+pub struct OneStatement {
+    /// For any number of entries: the columns bound as arrays ($3..=$10).
+    pub batch: String,
+    /// For one entry: the columns bound as scalars.
+    pub single: String,
+}
+
 /// Every fixed statement a store runs, with its table names filled in.
 pub struct Statements {
     pub names: Names,
@@ -79,9 +87,9 @@ pub struct Statements {
     /// Inserts an append's entries (and, with the change feed, its feed record).
     pub insert_entries: String,
     /// The one-statement append when `expected` admits a new stream (version 0).
-    pub append_admitting_new: String,
+    pub append_admitting_new: OneStatement,
     /// The one-statement append when `expected` requires an existing stream.
-    pub append_existing: String,
+    pub append_existing: OneStatement,
     pub record_feed: String,
     /// Notifies listeners of a commit to the table `$1`, when the transaction commits.
     pub notify: String,
@@ -194,7 +202,14 @@ impl Statements {
                  ELSE {v} = $13 END"
             )
         };
-        let one_statement = |bump: String| {
+        // The entries as a row source `u`: parallel arrays for a batch, scalars for a single
+        // entry (which spares the server `unnest` and its sort, the larger part of a small
+        // append's statement).
+        let batch_rows = "unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                          $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY";
+        let single_row = "(VALUES ($3::bigint, $4::text, $5::text, $6::text, $7::text, \
+                          $8::bigint, $9::text, $10::text, 1))";
+        let statement = |bump: &str, source: &str| {
             format!(
                 r#"WITH bumped AS ({bump}), rows AS (
                 INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
@@ -202,15 +217,18 @@ impl Statements {
                 SELECT nextval('"{ids}"'), $1, b.previous + u.version, u.payload::jsonb,
                        u.payload_exact, u.order_key, u.dedup_key, u.schema_version,
                        u.metadata::jsonb, u.tags::jsonb, $2
-                FROM bumped b CROSS JOIN unnest($3::bigint[], $4::text[], $5::text[],
-                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
-                     WITH ORDINALITY AS u(version, payload, payload_exact, order_key, dedup_key,
-                                          schema_version, metadata, tags, ord)
+                FROM bumped b CROSS JOIN {source}
+                     AS u(version, payload, payload_exact, order_key, dedup_key,
+                          schema_version, metadata, tags, ord)
                 ORDER BY u.ord
                 RETURNING id, version
             ){feed_of_rows}
             {returning_rows}"#
             )
+        };
+        let one_statement = |bump: String| OneStatement {
+            batch: statement(&bump, batch_rows),
+            single: statement(&bump, single_row),
         };
         let append_admitting_new = one_statement(format!(
             r#"INSERT INTO "{streams}" AS s (stream, version) VALUES ($1, $11)
