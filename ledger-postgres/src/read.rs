@@ -82,6 +82,13 @@ fn tags_json(tags: &[&String]) -> serde_json::Value {
     serde_json::Value::Array(tags.iter().map(|t| (*t).clone().into()).collect())
 }
 
+/// The JSON column `i` of `row`, or the empty value for NULL (as `Statements::read_columns`
+/// selects empty maps and sets, which spares encoding and parsing them).
+fn json_or_empty<T: serde::de::DeserializeOwned + Default>(row: &PgRow, i: usize) -> Result<T> {
+    let value: Option<Json<T>> = row.try_get(i).map_err(backend_err)?;
+    Ok(value.map(|v| v.0).unwrap_or_default())
+}
+
 /// Decodes a row selected with `Statements::read_columns`, the payload as `P` (a `Value`, or
 /// its text as a `RawPayload`).
 pub fn entry_from_row<P: serde::de::DeserializeOwned>(row: &PgRow) -> Result<Entry<P>> {
@@ -95,9 +102,9 @@ pub fn entry_from_row<P: serde::de::DeserializeOwned>(row: &PgRow) -> Result<Ent
         }
         None => row.try_get::<Json<P>, _>(3).map_err(backend_err)?.0,
     };
-    let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(7).map_err(backend_err)?;
-    let Json(tags): Json<BTreeSet<String>> = row.try_get(8).map_err(backend_err)?;
-    let Json(annotations): Json<BTreeMap<String, String>> = row.try_get(9).map_err(backend_err)?;
+    let metadata: BTreeMap<String, String> = json_or_empty(row, 7)?;
+    let tags: BTreeSet<String> = json_or_empty(row, 8)?;
+    let annotations: BTreeMap<String, String> = json_or_empty(row, 9)?;
     let id: i64 = row.try_get(0).map_err(backend_err)?;
     Ok(Entry {
         id: EntryId::new(id),

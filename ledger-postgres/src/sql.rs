@@ -193,7 +193,8 @@ impl Statements {
         // dedup key aborts the statement with a unique violation, which also means that.
         let read_columns = format!(
             r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
-               metadata, tags, annotations, created_at, updated_at, payload_exact
+               NULLIF(metadata, '{{}}'::jsonb), NULLIF(tags, '[]'::jsonb),
+               NULLIF(annotations, '{{}}'::jsonb), created_at, updated_at, payload_exact
                FROM "{t}" WHERE "#
         );
         let admits = |v: &str| {

@@ -81,6 +81,17 @@ fn json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::corrupt(format!("{column}: {e}")))
 }
 
+/// The JSON column `i` of `row`, or the empty value for NULL (as `Statements::read_columns`
+/// selects empty maps and sets).
+fn json_or_empty<T: DeserializeOwned + Default>(
+    row: &SqliteRow,
+    i: usize,
+    column: &str,
+) -> Result<T> {
+    let text: Option<&str> = row.try_get(i).map_err(crate::backend_err)?;
+    text.map_or_else(|| Ok(T::default()), |text| json(text, column))
+}
+
 /// Decodes a row selected with `Statements::read_columns`, the payload as `P` (a `Value`, or
 /// its text as a `RawPayload`).
 pub fn entry_from_row<P: DeserializeOwned>(row: &SqliteRow) -> Result<Entry<P>> {
@@ -97,9 +108,9 @@ pub fn entry_from_row<P: DeserializeOwned>(row: &SqliteRow) -> Result<Entry<P>> 
         order_key: row.try_get(4).map_err(crate::backend_err)?,
         dedup_key: row.try_get(5).map_err(crate::backend_err)?,
         schema_version: schema_version as u32,
-        metadata: json(get(7)?, "metadata")?,
-        tags: json(get(8)?, "tags")?,
-        annotations: json(get(9)?, "annotations")?,
+        metadata: json_or_empty(row, 7, "metadata")?,
+        tags: json_or_empty(row, 8, "tags")?,
+        annotations: json_or_empty(row, 9, "annotations")?,
         created_at: micros_to_time(row.try_get(10).map_err(crate::backend_err)?)?,
         updated_at: updated_at.map(micros_to_time).transpose()?,
     })

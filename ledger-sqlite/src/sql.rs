@@ -51,8 +51,10 @@ impl Statements {
             insert_feed: format!("{insert_feed_prefix}?, ?, ?, ?, ?)"),
             insert_feed_prefix,
             read_columns: format!(
+                // Empty maps and sets as NULL, which spares copying and parsing them.
                 r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
-                   metadata, tags, annotations, created_at, updated_at FROM "{t}" WHERE "#
+                   NULLIF(metadata, '{{}}'), NULLIF(tags, '[]'), NULLIF(annotations, '{{}}'),
+                   created_at, updated_at FROM "{t}" WHERE "#
             ),
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE stream = ?"#),
             stat: format!(
