@@ -36,6 +36,15 @@ impl Statements {
         let insert_feed_prefix = format!(
             r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at) VALUES ("#
         );
+        // See `read::Rest` for why all but four columns come as one JSON array.
+        let read_columns = format!(
+            r#"SELECT id, version, payload, created_at,
+               '[' || json_quote(stream) || ',' || json_quote(order_key) || ','
+                   || json_quote(dedup_key) || ',' || json_quote(schema_version) || ','
+                   || metadata || ',' || tags || ',' || annotations || ','
+                   || json_quote(updated_at) || ']'
+               FROM "{t}" WHERE "#
+        );
         Statements {
             table: t.to_owned(),
             stream_version: format!(r#"SELECT version FROM "{t}_streams" WHERE stream = ?"#),
@@ -50,12 +59,7 @@ impl Statements {
             ),
             insert_feed: format!("{insert_feed_prefix}?, ?, ?, ?, ?)"),
             insert_feed_prefix,
-            read_columns: format!(
-                // Empty maps and sets as NULL, which spares copying and parsing them.
-                r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
-                   NULLIF(metadata, '{{}}'), NULLIF(tags, '[]'), NULLIF(annotations, '{{}}'),
-                   created_at, updated_at FROM "{t}" WHERE "#
-            ),
+            read_columns: read_columns.clone(),
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE stream = ?"#),
             stat: format!(
                 r#"SELECT COUNT(*), MIN(id), MAX(id),
@@ -98,11 +102,7 @@ impl Statements {
                 r#"SELECT position, stream, mutation, ids, version FROM "{t}_feed"
                    WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"#
             ),
-            entries_by_ids: format!(
-                r#"SELECT id, stream, version, payload, order_key, dedup_key, schema_version,
-                   metadata, tags, annotations, created_at, updated_at FROM "{t}"
-                   WHERE id IN (SELECT value FROM json_each(?))"#
-            ),
+            entries_by_ids: format!("{read_columns}id IN (SELECT value FROM json_each(?))"),
             get_cursor: format!(r#"SELECT position FROM "{t}_cursors" WHERE name = ?"#),
             set_cursor: format!(
                 r#"INSERT INTO "{t}_cursors" (name, position) VALUES (?, ?)

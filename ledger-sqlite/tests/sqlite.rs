@@ -322,6 +322,38 @@ async fn a_corrupt_feed_record_ends_a_feed_subscription_with_an_error() {
 }
 
 #[tokio::test]
+async fn corrupt_metadata_or_tags_read_as_corrupt_data_naming_the_entry() {
+    let dir = Scratch::new("corrupt-columns");
+    let store = SqliteStore::builder()
+        .table("t")
+        .open(dir.db())
+        .await
+        .unwrap();
+    let ids: Vec<_> = store
+        .append("s", vec![input(1), input(2)], ExpectedVersion::Any)
+        .await
+        .unwrap()
+        .appended()
+        .map(|(id, _)| id)
+        .collect();
+    for update in [
+        "UPDATE t SET metadata = '{\"k\": ' WHERE version = 2",
+        "UPDATE t SET metadata = '{}', tags = '\"not a list' WHERE version = 2",
+    ] {
+        sqlx::query(update).execute(store.pool()).await.unwrap();
+        let read = store.read("s", &ReadOptions::new()).await;
+        let error = read.expect_err("a page with a corrupt row fails");
+        assert_eq!(
+            error.backend_kind(),
+            Some(BackendErrorKind::Corrupt),
+            "after {update}: {error}"
+        );
+        let id = ids[1].to_string();
+        assert!(error.to_string().contains(&id), "names entry {id}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn rows_of_the_wrong_type_are_errors_not_panics() {
     let dir = Scratch::new("wrong-type");
     let store = SqliteStore::builder()

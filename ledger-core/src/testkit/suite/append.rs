@@ -281,3 +281,44 @@ pub async fn append_result_carries_the_next_expected_version<F: StoreFactory>(fa
         );
     }
 }
+
+/// Text fields read back exactly whatever JSON or SQL punctuation, control characters or
+/// non-ASCII text they hold: stream id, order and dedup keys, metadata, tags and annotations.
+pub async fn text_fields_with_punctuation_round_trip<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let odd = "q\"uote \\ back, ]}[{ 'single' ; -- \n\t\u{1} é 🚀 null";
+    let stream = format!("stream {odd}");
+    let mut input = AppendInput::new(json!({"odd": odd}))
+        .order_key(format!("order {odd}"))
+        .metadata(format!("key {odd}"), format!("value {odd}"))
+        .tag(format!("tag {odd}"))
+        .tag("[]");
+    if store.capabilities().dedup {
+        input = input.dedup_key(format!("dedup {odd}"));
+    }
+    let written = append_all(&store, &stream, vec![input.clone()]).await;
+    let id = written[0];
+    let annotations = BTreeMap::from([(format!("note {odd}"), Some(format!("says {odd}")))]);
+    if store.capabilities().annotations {
+        store
+            .set_annotations(&stream, id, annotations.clone())
+            .await
+            .unwrap_or_else(|e| panic!("set_annotations failed: {e}"));
+    }
+    let entries = read_all(&store, &stream).await;
+    assert_eq!(entries.len(), 1, "one entry in {stream:?}: {entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.stream, stream, "stream id");
+    assert_eq!(entry.payload, input.payload, "payload");
+    assert_eq!(entry.order_key, input.order_key, "order key");
+    assert_eq!(entry.dedup_key, input.dedup_key, "dedup key");
+    assert_eq!(entry.metadata, input.metadata, "metadata");
+    assert_eq!(entry.tags, input.tags, "tags");
+    if store.capabilities().annotations {
+        let expected: BTreeMap<String, String> = annotations
+            .into_iter()
+            .map(|(k, v)| (k, v.expect("set")))
+            .collect();
+        assert_eq!(entry.annotations, expected, "annotations");
+    }
+}

@@ -85,6 +85,7 @@ macro_rules! behaviour {
 pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
     vec![
         behaviour!(append::append_then_read_round_trips_every_field, []),
+        behaviour!(append::text_fields_with_punctuation_round_trip, []),
         behaviour!(append::schema_version_is_stored_and_read_back, []),
         behaviour!(append::empty_append_returns_nothing_and_writes_nothing, []),
         behaviour!(append::streams_are_isolated, []),
