@@ -1,12 +1,17 @@
-//! Appends: dedup lookup, version check and multi-row inserts in one write transaction, in two
-//! round trips to SQLite.
+//! Appends: dedup lookup, version check and multi-row inserts in one write transaction, in one
+//! round trip to SQLite when nothing stands in the way and two otherwise.
 //!
 //! sqlx hands every statement to SQLite's worker thread and back, which costs far more than the
-//! statements themselves, so an append sends two commands of several statements each: first
-//! (`BEGIN IMMEDIATE` and) one `SELECT` of everything the decision needs (the stream's version,
-//! which dedup keys are taken, the table's last id), then all the writes (and `COMMIT`). The
-//! write lock is held from `BEGIN IMMEDIATE`, so nothing read can change before the writes; the
-//! `UNIQUE (stream, version)`, dedup and primary-key indexes would reject a racing writer anyway.
+//! statements themselves, so an append is sent as one command of several statements: `BEGIN
+//! IMMEDIATE`, an `INSERT … SELECT` that puts the entries after the stream's current version
+//! if `expected` admits it, a `SELECT` of what it wrote, the feed record and the stream's new
+//! version, and `COMMIT` ([`in_one_command`]). When that writes nothing (`expected` did not
+//! hold) or a dedup key is taken, the append is decided the careful way in two commands: one
+//! `SELECT` of everything the decision needs (the stream's version, which dedup keys are taken,
+//! the table's last id), then all the writes. The write lock is held from `BEGIN IMMEDIATE`, so
+//! nothing read can change before the writes; the `UNIQUE (stream, version)`, dedup and
+//! primary-key indexes would reject a racing writer anyway. Appends inside a caller's
+//! transaction always take the careful way: their transaction cannot be rolled back to retry.
 
 use std::collections::HashMap;
 
@@ -146,6 +151,23 @@ async fn decide_and_write(
     inputs: &[AppendInput],
     expected: ExpectedVersion,
 ) -> Result<(AppendResult, bool)> {
+    if tx == Transaction::Own {
+        // The common case in one round trip; anything else is decided below.
+        match in_one_command(conn, sql, change_feed, stream, inputs, expected).await {
+            Ok(Some(done)) => return Ok((done, true)),
+            // Committed nothing: `expected` did not hold, or all are stored duplicates.
+            Ok(None) => {}
+            Err(sqlx::Error::Database(db))
+                if db.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+            {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend_err)?;
+            }
+            Err(e) => return Err(backend_err(e)),
+        }
+    }
     let keys = dedup_keys(inputs);
     // Retried appends are rare: first assume every dedup key is free and let the dedup index
     // object. Only a transaction of our own can be rolled back to decide again.
@@ -169,6 +191,116 @@ async fn decide_and_write(
             Attempt::Failed(e) => e,
             Attempt::KeyMaybeTaken => unreachable!("an attempt with a lookup never guesses"),
         })
+}
+
+/// Appends in one command of our own transaction, with the database assigning versions after
+/// the stream's current one: `None` when it committed nothing because `expected` did not admit
+/// the stream's version (a conflict, or a retry of stored duplicates), and a unique violation
+/// (the transaction still open) when a dedup key is taken; both are decided the slow way.
+async fn in_one_command(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    change_feed: bool,
+    stream: &str,
+    inputs: &[AppendInput],
+    expected: ExpectedVersion,
+) -> std::result::Result<Option<AppendResult>, sqlx::Error> {
+    let Ok(mut plan) = plan_append(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any) else {
+        return Ok(None);
+    };
+    if plan.is_empty() || plan.rows.len() > ROWS_PER_INSERT {
+        return Ok(None);
+    }
+    let micros = now().timestamp_micros();
+    let rows = encode_rows(inputs, &plan, |_| 0);
+    let t = &sql.table;
+    let mut q = QueryBuilder::<Sqlite>::new(format!(
+        r#"BEGIN IMMEDIATE; INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
+           schema_version, metadata, tags, created_at)
+           SELECT "#
+    ));
+    q.push_bind(stream)
+        .push(", cur.version + r.column1, r.column2, r.column3, r.column4, r.column5, r.column6, r.column7, ")
+        .push_bind(micros)
+        .push(format_args!(
+            r#" FROM (SELECT COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
+        ))
+        .push_bind(stream)
+        .push("), 0) AS version) AS cur, (");
+    q.push_values(&rows, |mut b, row| {
+        b.push_bind(row.version)
+            .push_bind(row.payload.as_str())
+            .push_bind(row.input.order_key.as_deref())
+            .push_bind(row.input.dedup_key.as_deref())
+            .push_bind(i64::from(row.input.schema_version))
+            .push_bind(row.metadata.as_str())
+            .push_bind(row.tags.as_str());
+    });
+    q.push(") AS r WHERE ");
+    match expected {
+        ExpectedVersion::Any => q.push("1"),
+        ExpectedVersion::NoStream => q.push("cur.version = 0"),
+        ExpectedVersion::StreamExists => q.push("cur.version > 0"),
+        ExpectedVersion::Exact(v) => q.push("cur.version = ").push_bind(v as i64),
+    };
+    // What was written: consecutive ids up to the last rowid, after the stream's old version.
+    q.push(" ORDER BY r.column1; SELECT last_insert_rowid(), changes(), ")
+        .push(format_args!(
+            r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
+        ))
+        .push_bind(stream)
+        .push("), 0); ");
+    if change_feed {
+        // Inserted under the write lock, the entries' ids are consecutive: one run ending at
+        // the last rowid. `changes()` still counts the entries' INSERT while this one runs.
+        q.push(format_args!(
+            r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at)
+               SELECT "#
+        ))
+        .push_bind(stream)
+        .push(
+            ", NULL, json_array(json_array(last_insert_rowid() - changes() + 1, \
+             last_insert_rowid())), ",
+        )
+        .push(format_args!(
+            r#"(SELECT MAX(version) FROM "{t}" WHERE stream = "#
+        ))
+        .push_bind(stream)
+        .push("), ")
+        .push_bind(micros)
+        .push(" WHERE changes() > 0; ");
+    }
+    // The stream's version rises to its last entry's only if entries were written above it.
+    q.push(format_args!(
+        r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
+    ))
+    .push_bind(stream)
+    .push(format_args!(r#", MAX(version) FROM "{t}" WHERE stream = "#))
+    .push_bind(stream)
+    .push(
+        " HAVING MAX(version) IS NOT NULL ON CONFLICT (stream) DO UPDATE \
+         SET version = excluded.version WHERE excluded.version > s.version; COMMIT",
+    );
+    // `fetch_all`: the command's later statements run only while its rows are drained.
+    let rows: Vec<(i64, i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let [(last, written, previous)] = rows[..] else {
+        return Err(sqlx::Error::Protocol(format!(
+            "an append returned {} rows",
+            rows.len()
+        )));
+    };
+    if written == 0 {
+        return Ok(None);
+    }
+    if written as usize != plan.rows.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "an append of {} entries wrote {written}",
+            plan.rows.len()
+        )));
+    }
+    plan.rebase(previous as u64);
+    let ids: Vec<EntryId> = (last - written + 1..=last).map(EntryId::new).collect();
+    Ok(Some(plan.result(&ids)))
 }
 
 /// One decision and write; `lookup` names the dedup keys to look up (`None`: assume free).
@@ -224,24 +356,8 @@ async fn write_plan(
     let ids: Vec<EntryId> = (1..=plan.rows.len() as i64)
         .map(|k| EntryId::new(decision.last_id + k))
         .collect();
-    let created_at = now();
-    let micros = created_at.timestamp_micros();
-    let rows = plan
-        .rows
-        .iter()
-        .zip(&ids)
-        .map(|(&(index, version), &id)| {
-            let input = &inputs[index];
-            EncodedRow {
-                input,
-                id: id.get(),
-                version: version as i64,
-                payload: ledger_sql::json_text(&input.payload),
-                metadata: ledger_sql::json_text(&input.metadata),
-                tags: ledger_sql::json_text(&input.tags),
-            }
-        })
-        .collect::<Vec<_>>();
+    let micros = now().timestamp_micros();
+    let rows = encode_rows(inputs, &plan, |row| ids[row].get());
 
     let mut q = QueryBuilder::<Sqlite>::new("");
     for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -284,6 +400,29 @@ async fn write_plan(
     }
     q.build().execute(&mut *conn).await?;
     Ok((plan.result(&ids), tx == Transaction::Own))
+}
+
+/// The rows of `plan` encoded for binding, the `row`th with id `id(row)`.
+fn encode_rows<'a>(
+    inputs: &'a [AppendInput],
+    plan: &AppendPlan,
+    id: impl Fn(usize) -> i64,
+) -> Vec<EncodedRow<'a>> {
+    plan.rows
+        .iter()
+        .enumerate()
+        .map(|(row, &(index, version))| {
+            let input = &inputs[index];
+            EncodedRow {
+                input,
+                id: id(row),
+                version: version as i64,
+                payload: ledger_sql::json_text(&input.payload),
+                metadata: ledger_sql::json_text(&input.metadata),
+                tags: ledger_sql::json_text(&input.tags),
+            }
+        })
+        .collect()
 }
 
 struct EncodedRow<'a> {
