@@ -15,7 +15,9 @@
 //! The typed layer, [`Stream`], encodes payloads with a [`Codec`] ([`JsonCodec`] by default),
 //! upcasts older entries on read through [`Upcaster`] steps such as [`FieldMapper`], reads a
 //! whole stream page by page ([`Stream::read_all`]), and retries optimistic decisions
-//! ([`Stream::decide`]). Subscriptions ([`Store::subscribe`], [`Store::subscribe_feed`]) deliver
+//! ([`Stream::decide`]). It reads payloads as JSON text ([`Store::read_json`], a
+//! [`RawPayload`] each) and decodes that text straight into the event type, building no
+//! [`serde_json::Value`] unless an upcast needs one. Subscriptions ([`Store::subscribe`], [`Store::subscribe_feed`]) deliver
 //! everything after a starting point, then live records, without loss or duplicates; a
 //! [`FeedConsumer`] does so from a checkpoint it keeps. [`Layer`]s wrap a store to trace or
 //! measure it without hiding anything it offers.

@@ -109,17 +109,21 @@ async fn read_decision(
     Ok(decision)
 }
 
-/// Appends `inputs`; with [`Transaction::Own`] the transaction is ended on every path.
+/// Appends `inputs`; with [`Transaction::Own`] the transaction is ended on every path, and
+/// `first`, the append as one command ([`OneCommand::prepare`]), is tried first.
+#[allow(clippy::too_many_arguments)]
 pub async fn append_on(
     conn: &mut SqliteConnection,
     sql: &Statements,
     change_feed: bool,
     tx: Transaction,
     stream: &str,
-    inputs: Vec<AppendInput>,
+    inputs: &[AppendInput],
     expected: ExpectedVersion,
+    first: Option<OneCommand<'_>>,
 ) -> Result<AppendResult> {
-    let written = decide_and_write(conn, sql, change_feed, tx, stream, &inputs, expected).await;
+    let written =
+        decide_and_write(conn, sql, change_feed, tx, stream, inputs, expected, first).await;
     if tx == Transaction::Own && !matches!(written, Ok((_, true))) {
         // Nothing was committed (a conflict, only duplicates, or a failure): end the
         // transaction. After a failure the original error is the one to report (the rollback
@@ -142,6 +146,7 @@ enum Attempt {
 }
 
 /// The outcomes, and whether a `COMMIT` was sent and succeeded.
+#[allow(clippy::too_many_arguments)]
 async fn decide_and_write(
     conn: &mut SqliteConnection,
     sql: &Statements,
@@ -150,10 +155,11 @@ async fn decide_and_write(
     stream: &str,
     inputs: &[AppendInput],
     expected: ExpectedVersion,
+    first: Option<OneCommand<'_>>,
 ) -> Result<(AppendResult, bool)> {
-    if tx == Transaction::Own {
+    if let Some(first) = first.filter(|_| tx == Transaction::Own) {
         // The common case in one round trip; anything else is decided below.
-        match in_one_command(conn, sql, change_feed, stream, inputs, expected).await {
+        match first.run(conn).await {
             Ok(Some(done)) => return Ok((done, true)),
             // Committed nothing: `expected` did not hold, or all are stored duplicates.
             Ok(None) => {}
@@ -193,114 +199,131 @@ async fn decide_and_write(
         })
 }
 
-/// Appends in one command of our own transaction, with the database assigning versions after
-/// the stream's current one: `None` when it committed nothing because `expected` did not admit
-/// the stream's version (a conflict, or a retry of stored duplicates), and a unique violation
-/// (the transaction still open) when a dedup key is taken; both are decided the slow way.
-async fn in_one_command(
-    conn: &mut SqliteConnection,
-    sql: &Statements,
-    change_feed: bool,
-    stream: &str,
-    inputs: &[AppendInput],
-    expected: ExpectedVersion,
-) -> std::result::Result<Option<AppendResult>, sqlx::Error> {
-    let Ok(mut plan) = plan_append(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any) else {
-        return Ok(None);
-    };
-    if plan.is_empty() || plan.rows.len() > ROWS_PER_INSERT {
-        return Ok(None);
-    }
-    let micros = now().timestamp_micros();
-    let rows = encode_rows(inputs, &plan, |_| 0);
-    let t = &sql.table;
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        r#"BEGIN IMMEDIATE; INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
-           schema_version, metadata, tags, created_at)
-           SELECT "#
-    ));
-    q.push_bind(stream)
-        .push(", cur.version + r.column1, r.column2, r.column3, r.column4, r.column5, r.column6, r.column7, ")
-        .push_bind(micros)
-        .push(format_args!(
-            r#" FROM (SELECT COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
-        ))
-        .push_bind(stream)
-        .push("), 0) AS version) AS cur, (");
-    q.push_values(&rows, |mut b, row| {
-        b.push_bind(row.version)
-            .push_bind(row.payload.as_str())
-            .push_bind(row.input.order_key.as_deref())
-            .push_bind(row.input.dedup_key.as_deref())
-            .push_bind(i64::from(row.input.schema_version))
-            .push_bind(row.metadata.as_str())
-            .push_bind(row.tags.as_str());
-    });
-    q.push(") AS r WHERE ");
-    match expected {
-        ExpectedVersion::Any => q.push("1"),
-        ExpectedVersion::NoStream => q.push("cur.version = 0"),
-        ExpectedVersion::StreamExists => q.push("cur.version > 0"),
-        ExpectedVersion::Exact(v) => q.push("cur.version = ").push_bind(v as i64),
-    };
-    // What was written: consecutive ids up to the last rowid, after the stream's old version.
-    q.push(" ORDER BY r.column1; SELECT last_insert_rowid(), changes(), ")
-        .push(format_args!(
-            r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
-        ))
-        .push_bind(stream)
-        .push("), 0); ");
-    if change_feed {
-        // Inserted under the write lock, the entries' ids are consecutive: one run ending at
-        // the last rowid. `changes()` still counts the entries' INSERT while this one runs.
-        q.push(format_args!(
-            r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at)
+/// An append as one command of our own transaction, with the database assigning versions after
+/// the stream's current one. Prepared (encoded and bound) before the write connection is taken,
+/// so that concurrent writers encode in parallel while one writes.
+pub struct OneCommand<'a> {
+    query: QueryBuilder<'a, Sqlite>,
+    plan: AppendPlan,
+}
+
+impl<'a> OneCommand<'a> {
+    /// The command for `inputs`, or `None` for appends it does not cover (more rows than one
+    /// `INSERT` takes, or inputs the careful way must judge).
+    pub fn prepare(
+        sql: &Statements,
+        change_feed: bool,
+        stream: &'a str,
+        inputs: &'a [AppendInput],
+        expected: ExpectedVersion,
+    ) -> Option<Self> {
+        let plan = plan_append(stream, inputs, 0, &HashMap::new(), ExpectedVersion::Any).ok()?;
+        if plan.is_empty() || plan.rows.len() > ROWS_PER_INSERT {
+            return None;
+        }
+        let micros = now().timestamp_micros();
+        let rows = encode_rows(inputs, &plan, |_| 0);
+        let t = &sql.table;
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            r#"BEGIN IMMEDIATE; INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
+               schema_version, metadata, tags, created_at)
                SELECT "#
+        ));
+        q.push_bind(stream)
+            .push(", cur.version + r.column1, r.column2, r.column3, r.column4, r.column5, r.column6, r.column7, ")
+            .push_bind(micros)
+            .push(format_args!(
+                r#" FROM (SELECT COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
+            ))
+            .push_bind(stream)
+            .push("), 0) AS version) AS cur, (");
+        q.push_values(rows, |mut b, row| {
+            b.push_bind(row.version)
+                .push_bind(row.payload)
+                .push_bind(row.input.order_key.as_deref())
+                .push_bind(row.input.dedup_key.as_deref())
+                .push_bind(i64::from(row.input.schema_version))
+                .push_bind(row.metadata)
+                .push_bind(row.tags);
+        });
+        q.push(") AS r WHERE ");
+        match expected {
+            ExpectedVersion::Any => q.push("1"),
+            ExpectedVersion::NoStream => q.push("cur.version = 0"),
+            ExpectedVersion::StreamExists => q.push("cur.version > 0"),
+            ExpectedVersion::Exact(v) => q.push("cur.version = ").push_bind(v as i64),
+        };
+        // What was written: consecutive ids up to the last rowid, after the stream's old version.
+        q.push(" ORDER BY r.column1; SELECT last_insert_rowid(), changes(), ")
+            .push(format_args!(
+                r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
+            ))
+            .push_bind(stream)
+            .push("), 0); ");
+        if change_feed {
+            // Inserted under the write lock, the entries' ids are consecutive: one run ending at
+            // the last rowid. `changes()` still counts the entries' INSERT while this one runs.
+            q.push(format_args!(
+                r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at)
+                   SELECT "#
+            ))
+            .push_bind(stream)
+            .push(
+                ", NULL, json_array(json_array(last_insert_rowid() - changes() + 1, \
+                 last_insert_rowid())), ",
+            )
+            .push(format_args!(
+                r#"(SELECT MAX(version) FROM "{t}" WHERE stream = "#
+            ))
+            .push_bind(stream)
+            .push("), ")
+            .push_bind(micros)
+            .push(" WHERE changes() > 0; ");
+        }
+        // The stream's version rises to its last entry's only if entries were written above it.
+        q.push(format_args!(
+            r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
         ))
+        .push_bind(stream)
+        .push(format_args!(r#", MAX(version) FROM "{t}" WHERE stream = "#))
         .push_bind(stream)
         .push(
-            ", NULL, json_array(json_array(last_insert_rowid() - changes() + 1, \
-             last_insert_rowid())), ",
-        )
-        .push(format_args!(
-            r#"(SELECT MAX(version) FROM "{t}" WHERE stream = "#
-        ))
-        .push_bind(stream)
-        .push("), ")
-        .push_bind(micros)
-        .push(" WHERE changes() > 0; ");
+            " HAVING MAX(version) IS NOT NULL ON CONFLICT (stream) DO UPDATE \
+             SET version = excluded.version WHERE excluded.version > s.version; COMMIT",
+        );
+        Some(OneCommand { query: q, plan })
     }
-    // The stream's version rises to its last entry's only if entries were written above it.
-    q.push(format_args!(
-        r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
-    ))
-    .push_bind(stream)
-    .push(format_args!(r#", MAX(version) FROM "{t}" WHERE stream = "#))
-    .push_bind(stream)
-    .push(
-        " HAVING MAX(version) IS NOT NULL ON CONFLICT (stream) DO UPDATE \
-         SET version = excluded.version WHERE excluded.version > s.version; COMMIT",
-    );
-    // `fetch_all`: the command's later statements run only while its rows are drained.
-    let rows: Vec<(i64, i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
-    let [(last, written, previous)] = rows[..] else {
-        return Err(sqlx::Error::Protocol(format!(
-            "an append returned {} rows",
-            rows.len()
-        )));
-    };
-    if written == 0 {
-        return Ok(None);
+
+    /// Runs the command: `None` when it committed nothing because `expected` did not admit the
+    /// stream's version (a conflict, or a retry of stored duplicates), and a unique violation
+    /// (the transaction still open) when a dedup key is taken; both are decided the careful way.
+    async fn run(
+        mut self,
+        conn: &mut SqliteConnection,
+    ) -> std::result::Result<Option<AppendResult>, sqlx::Error> {
+        let mut plan = self.plan;
+        let q = &mut self.query;
+        // `fetch_all`: the command's later statements run only while its rows are drained.
+        let rows: Vec<(i64, i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        let [(last, written, previous)] = rows[..] else {
+            return Err(sqlx::Error::Protocol(format!(
+                "an append returned {} rows",
+                rows.len()
+            )));
+        };
+        if written == 0 {
+            return Ok(None);
+        }
+        if written as usize != plan.rows.len() {
+            return Err(sqlx::Error::Protocol(format!(
+                "an append of {} entries wrote {written}",
+                plan.rows.len()
+            )));
+        }
+        plan.rebase(previous as u64);
+        let ids: Vec<EntryId> = (last - written + 1..=last).map(EntryId::new).collect();
+        Ok(Some(plan.result(&ids)))
     }
-    if written as usize != plan.rows.len() {
-        return Err(sqlx::Error::Protocol(format!(
-            "an append of {} entries wrote {written}",
-            plan.rows.len()
-        )));
-    }
-    plan.rebase(previous as u64);
-    let ids: Vec<EntryId> = (last - written + 1..=last).map(EntryId::new).collect();
-    Ok(Some(plan.result(&ids)))
 }
 
 /// One decision and write; `lookup` names the dedup keys to look up (`None`: assume free).

@@ -62,20 +62,30 @@ impl SqliteBackend {
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
         let (sql, feed) = (&self.sql, self.change_feed);
+        let first = append::OneCommand::prepare(sql, feed, stream, &entries, expected);
         let mut writer = self.db.writer().await;
         let Some(w) = writer.as_mut() else {
             drop(writer);
             let tx = append::Transaction::Caller;
             return self
                 .write(async |conn| {
-                    append::append_on(conn, sql, feed, tx, stream, entries, expected).await
+                    append::append_on(conn, sql, feed, tx, stream, &entries, expected, None).await
                 })
                 .await;
         };
         w.maybe_open = true;
         let tx = append::Transaction::Own;
-        let outcome =
-            append::append_on(&mut w.conn, sql, feed, tx, stream, entries, expected).await;
+        let outcome = append::append_on(
+            &mut w.conn,
+            sql,
+            feed,
+            tx,
+            stream,
+            &entries,
+            expected,
+            first,
+        )
+        .await;
         // append_on ended the transaction unless it failed to.
         w.maybe_open = outcome.is_err();
         drop(writer);
