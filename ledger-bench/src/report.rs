@@ -64,7 +64,9 @@ impl Report {
              raw sqlx baseline that writes or reads the same rows in the same run, on the same \
              machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
              repetitions. Events are about 200-byte JSON payloads with two metadata keys and a \
-             dedup key.\n\n",
+             dedup key. Client and servers share two cores, and between full runs of the same code \
+             a ratio has moved by up to 0.15: a target within that of its mark is not settled by \
+             one run.\n\n",
         );
         if self.quick {
             out.push_str("**Quick run: sizes are too small for meaningful numbers.**\n\n");
