@@ -146,24 +146,29 @@ impl Statements {
             )"#
         );
         // An append's feed record names its rows: their ids as runs `[[first, last], …]`
-        // (consecutive ids share a run) and the stream's version after them.
-        let feed_of_rows = if change_feed {
-            format!(
-                r#", {fence}, feed AS (
+        // (consecutive ids share a run) and the stream's version after them. A single row is
+        // its own run, which spares the server the windowed grouping.
+        let feed_of = |runs: &str| {
+            if change_feed {
+                format!(
+                    r#", {fence}, feed AS (
                 INSERT INTO "{feed}" (position, stream, ids, version)
-                SELECT nextval('"{feed_pos}"'), $1,
-                       (SELECT json_agg(json_build_array(first, last) ORDER BY first)::text
-                        FROM (SELECT min(id) AS first, max(id) AS last
-                              FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS run
-                                    FROM rows) AS numbered
-                              GROUP BY run) AS runs),
-                       (SELECT max(version) FROM rows)
+                SELECT nextval('"{feed_pos}"'), $1, {runs}, (SELECT max(version) FROM rows)
                 FROM fence WHERE EXISTS (SELECT 1 FROM rows)
             )"#
-            )
-        } else {
-            String::new()
+                )
+            } else {
+                String::new()
+            }
         };
+        let feed_of_rows = feed_of(
+            "(SELECT json_agg(json_build_array(first, last) ORDER BY first)::text
+              FROM (SELECT min(id) AS first, max(id) AS last
+                    FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS run
+                          FROM rows) AS numbered
+                    GROUP BY run) AS runs)",
+        );
+        let feed_of_row = feed_of("(SELECT format('[[%s,%s]]', id, id) FROM rows)");
         // Ids come from `nextval` in ordinality order (PostgreSQL evaluates volatile target
         // expressions after ORDER BY), so ascending versions get ascending ids.
         let returning_rows = "SELECT rows.id, rows.version FROM rows";
@@ -210,7 +215,7 @@ impl Statements {
                           $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY";
         let single_row = "(VALUES ($3::bigint, $4::text, $5::text, $6::text, $7::text, \
                           $8::bigint, $9::text, $10::text, 1))";
-        let statement = |bump: &str, source: &str| {
+        let statement = |bump: &str, source: &str, feed_of_rows: &str| {
             format!(
                 r#"WITH bumped AS ({bump}), rows AS (
                 INSERT INTO "{t}" (id, stream, version, payload, payload_exact, order_key,
@@ -228,8 +233,8 @@ impl Statements {
             )
         };
         let one_statement = |bump: String| OneStatement {
-            batch: statement(&bump, batch_rows),
-            single: statement(&bump, single_row),
+            batch: statement(&bump, batch_rows, &feed_of_rows),
+            single: statement(&bump, single_row, &feed_of_row),
         };
         let append_admitting_new = one_statement(format!(
             r#"INSERT INTO "{streams}" AS s (stream, version) VALUES ($1, $11)

@@ -2,20 +2,23 @@
 //! round trip to SQLite when nothing stands in the way and two otherwise.
 //!
 //! sqlx hands every statement to SQLite's worker thread and back, which costs far more than the
-//! statements themselves, so an append is sent as one command of several statements: `BEGIN
-//! IMMEDIATE`, an `INSERT … SELECT` that puts the entries after the stream's current version
-//! if `expected` admits it, a `SELECT` of what it wrote, the feed record and the stream's new
-//! version, and `COMMIT` ([`in_one_command`]). When that writes nothing (`expected` did not
-//! hold) or a dedup key is taken, the append is decided the careful way in two commands: one
-//! `SELECT` of everything the decision needs (the stream's version, which dedup keys are taken,
-//! the table's last id), then all the writes. The write lock is held from `BEGIN IMMEDIATE`, so
-//! nothing read can change before the writes; the `UNIQUE (stream, version)`, dedup and
-//! primary-key indexes would reject a racing writer anyway. Appends inside a caller's
-//! transaction always take the careful way: their transaction cannot be rolled back to retry.
+//! statements themselves, so an append is sent as one command of several statements
+//! ([`OneCommand`]): `BEGIN IMMEDIATE`, an `INSERT … SELECT` that puts the entries after the
+//! stream's current version if `expected` admits it (its result says how many it wrote and the
+//! last id), the feed record, the stream's new version (returned), and `COMMIT`. When that
+//! writes nothing (`expected` did not hold) or a dedup key is taken, the append is decided the
+//! careful way in two commands: one `SELECT` of everything the decision needs (the stream's
+//! version, which dedup keys are taken, the table's last id), then all the writes. The write
+//! lock is held from `BEGIN IMMEDIATE`, so nothing read can change before the writes; the
+//! `UNIQUE (stream, version)`, dedup and primary-key indexes would reject a racing writer
+//! anyway. Appends inside a caller's transaction always take the careful way: their transaction
+//! cannot be rolled back to retry.
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use futures::TryStreamExt;
+use sqlx::sqlite::{SqliteQueryResult, SqliteRow};
+use sqlx::{Either, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use ledger_core::backend::append::{AppendPlan, dedup_keys, now, plan_append};
 use ledger_core::backend::feed::id_runs;
@@ -253,13 +256,7 @@ impl<'a> OneCommand<'a> {
             ExpectedVersion::StreamExists => q.push("cur.version > 0"),
             ExpectedVersion::Exact(v) => q.push("cur.version = ").push_bind(v as i64),
         };
-        // What was written: consecutive ids up to the last rowid, after the stream's old version.
-        q.push(" ORDER BY r.column1; SELECT last_insert_rowid(), changes(), ")
-            .push(format_args!(
-                r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
-            ))
-            .push_bind(stream)
-            .push("), 0); ");
+        q.push(" ORDER BY r.column1; ");
         if change_feed {
             // Inserted under the write lock, the entries' ids are consecutive: one run ending at
             // the last rowid. `changes()` still counts the entries' INSERT while this one runs.
@@ -280,7 +277,8 @@ impl<'a> OneCommand<'a> {
             .push_bind(micros)
             .push(" WHERE changes() > 0; ");
         }
-        // The stream's version rises to its last entry's only if entries were written above it.
+        // The stream's version rises to its last entry's only if entries were written above it,
+        // and is then returned: the command's one row.
         q.push(format_args!(
             r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
         ))
@@ -289,7 +287,8 @@ impl<'a> OneCommand<'a> {
         .push_bind(stream)
         .push(
             " HAVING MAX(version) IS NOT NULL ON CONFLICT (stream) DO UPDATE \
-             SET version = excluded.version WHERE excluded.version > s.version; COMMIT",
+             SET version = excluded.version WHERE excluded.version > s.version \
+             RETURNING version; COMMIT",
         );
         Some(OneCommand { query: q, plan })
     }
@@ -302,24 +301,33 @@ impl<'a> OneCommand<'a> {
         conn: &mut SqliteConnection,
     ) -> std::result::Result<Option<AppendResult>, sqlx::Error> {
         let mut plan = self.plan;
-        let q = &mut self.query;
-        // `fetch_all`: the command's later statements run only while its rows are drained.
-        let rows: Vec<(i64, i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        let [(last, written, previous)] = rows[..] else {
-            return Err(sqlx::Error::Protocol(format!(
-                "an append returned {} rows",
-                rows.len()
-            )));
+        // Every statement's result, in order: the command's later statements run only while
+        // its results are drained. The entries' INSERT (after BEGIN) tells how many were
+        // written and the last id; the ids before it are consecutive under the write lock.
+        let results: Vec<Either<SqliteQueryResult, SqliteRow>> =
+            conn.fetch_many(self.query.build()).try_collect().await?;
+        let Some(entries) = results.iter().filter_map(|r| r.as_ref().left()).nth(1) else {
+            return Err(sqlx::Error::Protocol("an append ran no INSERT".into()));
         };
+        let (written, last) = (entries.rows_affected() as i64, entries.last_insert_rowid());
         if written == 0 {
             return Ok(None);
         }
+        let version: i64 = match results.iter().find_map(|r| r.as_ref().right()) {
+            Some(row) => row.try_get(0)?,
+            None => {
+                return Err(sqlx::Error::Protocol(
+                    "an append returned no version".into(),
+                ));
+            }
+        };
         if written as usize != plan.rows.len() {
             return Err(sqlx::Error::Protocol(format!(
                 "an append of {} entries wrote {written}",
                 plan.rows.len()
             )));
         }
+        let previous = version - written;
         plan.rebase(previous as u64);
         let ids: Vec<EntryId> = (last - written + 1..=last).map(EntryId::new).collect();
         Ok(Some(plan.result(&ids)))

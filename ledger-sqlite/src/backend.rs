@@ -1,7 +1,7 @@
 //! The SQLite backend behind a [`crate::SqliteStore`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -13,19 +13,29 @@ use ledger_core::backend::{
     SearchBackend,
 };
 use ledger_core::{
-    AppendInput, AppendResult, BackendErrorKind, Capabilities, Entry, EntryId, Error,
-    ExpectedVersion, FeedOrder, FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions,
-    Replication, Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    AppendInput, AppendResult, Capabilities, Entry, EntryId, Error, ExpectedVersion, FeedOrder,
+    FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result, SearchModes,
+    SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
 use crate::sql::Statements;
 use crate::{append, backend_err, feed, read, replica};
 
+/// Settles the write connection soon ([`Database::settle_soon`]) if dropped while armed: when
+/// the append holding it was cancelled.
+struct SettleOnDrop<'a>(Option<&'a Arc<Database>>);
+
+impl Drop for SettleOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(db) = self.0 {
+            db.settle_soon();
+        }
+    }
+}
+
 /// One store: a table on a shared [`Database`].
 pub struct SqliteBackend {
-    /// This backend, for the tasks appends run on.
-    pub me: Weak<SqliteBackend>,
     pub db: Arc<Database>,
     /// The database is this store's alone: closing the store closes it.
     pub owns_db: bool,
@@ -74,6 +84,9 @@ impl SqliteBackend {
                 .await;
         };
         w.maybe_open = true;
+        // An append opens its transaction by hand, inside its first command (to save a round
+        // trip): dropped midway, it would leave the file locked until this store's next write.
+        let mut cancelled = SettleOnDrop(Some(&self.db));
         let tx = append::Transaction::Own;
         let outcome = append::append_on(
             &mut w.conn,
@@ -86,6 +99,7 @@ impl SqliteBackend {
             first,
         )
         .await;
+        cancelled.0 = None;
         // append_on ended the transaction unless it failed to.
         w.maybe_open = outcome.is_err();
         drop(writer);
@@ -160,20 +174,7 @@ impl Backend for SqliteBackend {
         entries: Vec<AppendInput>,
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
-        // An append opens its transaction by hand, inside its first command (to save a round
-        // trip), so dropping its future midway would leave the transaction open and the file
-        // locked. It runs on a task of its own instead, which always ends it.
-        let this = self
-            .me
-            .upgrade()
-            .expect("a store's backend lives while it is called");
-        let stream = stream.to_owned();
-        let work = async move { this.append_now(&stream, entries, expected).await };
-        match tokio::spawn(work).await {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::backend(BackendErrorKind::Other, e)),
-        }
+        self.append_now(stream, entries, expected).await
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {

@@ -220,6 +220,16 @@ impl Database {
         writer
     }
 
+    /// Ends, on a task of its own, a transaction that an append dropped midway may have left
+    /// open on the write connection, so that other writers (other processes, `append_in`)
+    /// need not wait for the busy timeout or this store's next write.
+    pub fn settle_soon(self: &Arc<Self>) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let db = Arc::clone(self);
+            runtime.spawn(async move { drop(db.writer().await) });
+        }
+    }
+
     /// Closes the write connection and, if the pool was opened here, the pool.
     pub async fn close(&self) -> Result<()> {
         // Waits for a write in progress, then releases the file's connections.

@@ -49,9 +49,10 @@
 //! - **Search** matches string values of the payload at any depth, ignoring ASCII case, with
 //!   `%` and `_` taken literally ([`ledger_core::payload_contains`], the same on every backend);
 //!   it scans the stream (or the table), testing the JSON text first where it can.
-//! - **Cancellation**: dropping an append's future never leaves a transaction open (which would
-//!   lock the file for every other writer): the append runs to its end on a task of its own,
-//!   committed or rolled back. Read the stream, or retry with a dedup key, to learn which.
+//! - **Cancellation**: dropping an append's future never leaves a transaction open for long
+//!   (which would lock the file for every other writer): a task of its own rolls back at once
+//!   whatever the append left open, unless it had committed. Read the stream, or retry with a
+//!   dedup key, to learn which.
 //! - **Migrations** are recorded per store in `ledger_migrations`; a store migrated by a newer
 //!   release is refused ([`ledger_core::Error::IncompatibleSchema`]).
 //! - **Timestamps** are stored as microseconds since the Unix epoch.
@@ -156,8 +157,7 @@ impl SqliteStoreBuilder {
             }
             return Err(e);
         }
-        let backend = Arc::new_cyclic(|me| SqliteBackend {
-            me: me.clone(),
+        let backend = Arc::new(SqliteBackend {
             db,
             owns_db,
             sql: Statements::new(&self.table),
