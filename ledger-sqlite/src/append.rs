@@ -160,7 +160,10 @@ async fn decide_and_write(
     expected: ExpectedVersion,
     first: Option<OneCommand<'_>>,
 ) -> Result<(AppendResult, bool)> {
-    if let Some(first) = first.filter(|_| tx == Transaction::Own) {
+    let first = first.filter(|_| tx == Transaction::Own);
+    // Tried: it already was the guess that every dedup key is free.
+    let guessed = first.is_some();
+    if let Some(first) = first {
         // The common case in one round trip; anything else is decided below.
         match first.run(conn).await {
             Ok(Some(done)) => return Ok((done, true)),
@@ -180,7 +183,7 @@ async fn decide_and_write(
     let keys = dedup_keys(inputs);
     // Retried appends are rare: first assume every dedup key is free and let the dedup index
     // object. Only a transaction of our own can be rolled back to decide again.
-    if tx == Transaction::Own && !keys.is_empty() {
+    if tx == Transaction::Own && !keys.is_empty() && !guessed {
         let attempt = attempt(conn, sql, change_feed, tx, stream, inputs, expected, None).await;
         match attempt {
             Ok(done) => return Ok(done),
@@ -203,8 +206,8 @@ async fn decide_and_write(
 }
 
 /// An append as one command of our own transaction, with the database assigning versions after
-/// the stream's current one. Prepared (encoded and bound) before the write connection is taken,
-/// so that concurrent writers encode in parallel while one writes.
+/// the stream's current one. Prepared under the write lock, so that its `created_at` follows
+/// the commits before it.
 pub struct OneCommand<'a> {
     query: QueryBuilder<'a, Sqlite>,
     plan: AppendPlan,
@@ -225,6 +228,7 @@ impl<'a> OneCommand<'a> {
             return None;
         }
         let micros = now().timestamp_micros();
+        let added = plan.rows.len() as i64;
         let rows = encode_rows(inputs, &plan, |_| 0);
         let t = &sql.table;
         let mut q = QueryBuilder::<Sqlite>::new(format!(
@@ -270,25 +274,27 @@ impl<'a> OneCommand<'a> {
                  last_insert_rowid())), ",
             )
             .push(format_args!(
-                r#"(SELECT MAX(version) FROM "{t}" WHERE stream = "#
+                r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
             ))
             .push_bind(stream)
-            .push("), ")
+            .push("), 0) + ")
+            .push_bind(added)
+            .push(", ")
             .push_bind(micros)
             .push(" WHERE changes() > 0; ");
         }
-        // The stream's version rises to its last entry's only if entries were written above it,
-        // and is then returned: the command's one row.
+        // The stream's version rises by the entries written, if any were (`changes()` counts
+        // the entries' INSERT, or the feed record's, written exactly when they were), and is
+        // returned: the command's one row.
         q.push(format_args!(
             r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
         ))
         .push_bind(stream)
-        .push(format_args!(r#", MAX(version) FROM "{t}" WHERE stream = "#))
-        .push_bind(stream)
+        .push(", ")
+        .push_bind(added)
         .push(
-            " HAVING MAX(version) IS NOT NULL ON CONFLICT (stream) DO UPDATE \
-             SET version = excluded.version WHERE excluded.version > s.version \
-             RETURNING version; COMMIT",
+            " WHERE changes() > 0 ON CONFLICT (stream) DO UPDATE \
+             SET version = s.version + excluded.version RETURNING version; COMMIT",
         );
         Some(OneCommand { query: q, plan })
     }
@@ -301,9 +307,8 @@ impl<'a> OneCommand<'a> {
         conn: &mut SqliteConnection,
     ) -> std::result::Result<Option<AppendResult>, sqlx::Error> {
         let mut plan = self.plan;
-        // Every statement's result, in order: the command's later statements run only while
-        // its results are drained. The entries' INSERT (after BEGIN) tells how many were
-        // written and the last id; the ids before it are consecutive under the write lock.
+        // Every statement's result, in order. The entries' INSERT (after BEGIN) tells how many
+        // were written and the last id; the ids before it are consecutive under the write lock.
         let results: Vec<Either<SqliteQueryResult, SqliteRow>> =
             conn.fetch_many(self.query.build()).try_collect().await?;
         let Some(entries) = results.iter().filter_map(|r| r.as_ref().left()).nth(1) else {

@@ -72,7 +72,6 @@ impl SqliteBackend {
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
         let (sql, feed) = (&self.sql, self.change_feed);
-        let first = append::OneCommand::prepare(sql, feed, stream, &entries, expected);
         let mut writer = self.db.writer().await;
         let Some(w) = writer.as_mut() else {
             drop(writer);
@@ -83,6 +82,7 @@ impl SqliteBackend {
                 })
                 .await;
         };
+        let first = append::OneCommand::prepare(sql, feed, stream, &entries, expected);
         w.maybe_open = true;
         // An append opens its transaction by hand, inside its first command (to save a round
         // trip): dropped midway, it would leave the file locked until this store's next write.
