@@ -65,8 +65,8 @@ impl Report {
              machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
              repetitions. Events are about 200-byte JSON payloads with two metadata keys and a \
              dedup key. Client and servers share two cores, and between full runs of the same code \
-             a ratio has moved by up to 0.15: a target within that of its mark is not settled by \
-             one run.\n\n",
+             a ratio has moved by up to 0.25 (whole-stream reads most): a target within that of \
+             its mark is not settled by one run.\n\n",
         );
         if self.quick {
             out.push_str("**Quick run: sizes are too small for meaningful numbers.**\n\n");
