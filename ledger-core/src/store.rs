@@ -177,10 +177,7 @@ impl Store {
     /// Reads one page of `stream`, ordered by id (within a stream, the order of versions). A
     /// stream that does not exist reads as empty.
     pub async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {
-        self.check_open()?;
-        validate_stream_id(stream)?;
-        options.validate()?;
-        self.check_annotation_filter(options)?;
+        self.check_read(stream, options)?;
         let result = self.backend().read(stream, options).await;
         self.named(result)
     }
@@ -193,12 +190,17 @@ impl Store {
         stream: &str,
         options: &ReadOptions,
     ) -> Result<Vec<Entry<RawPayload>>> {
+        self.check_read(stream, options)?;
+        let result = self.backend().read_json(stream, options).await;
+        self.named(result)
+    }
+
+    /// What [`Store::read`] and [`Store::read_json`] check before the backend sees the call.
+    fn check_read(&self, stream: &str, options: &ReadOptions) -> Result<()> {
         self.check_open()?;
         validate_stream_id(stream)?;
         options.validate()?;
-        self.check_annotation_filter(options)?;
-        let result = self.backend().read_json(stream, options).await;
-        self.named(result)
+        self.check_annotation_filter(options)
     }
 
     fn check_annotation_filter(&self, options: &ReadOptions) -> Result<()> {
@@ -475,9 +477,9 @@ impl Store {
     /// under cursor `cursor` are skipped, so replaying any prefix of a feed changes nothing and
     /// never fails; the cursor is then saved at the last record's position, in the same
     /// transaction where the store has transactions ([`crate::Replication`]). Returns how many
-    /// records were above the saved cursor, and so applied. A store that replicates should take no appends of its own: an id
-    /// of the source that this store already holds for another entry is an error, never an
-    /// overwrite.
+    /// records were above the saved cursor, and so applied. A store that replicates should take
+    /// no appends of its own: an id of the source that this store already holds for another
+    /// entry is an error, never an overwrite.
     pub async fn apply_replicated(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
         self.check_open()?;
         validate_cursor_name(cursor)?;
