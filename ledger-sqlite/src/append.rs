@@ -230,18 +230,14 @@ impl<'a> OneCommand<'a> {
         let micros = now().timestamp_micros();
         let added = plan.rows.len() as i64;
         let rows = encode_rows(inputs, &plan, |_| 0);
-        let t = &sql.table;
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            r#"BEGIN IMMEDIATE; INSERT INTO "{t}" (stream, version, payload, order_key, dedup_key,
-               schema_version, metadata, tags, created_at)
-               SELECT "#
-        ));
+        let text = &sql.one_command;
+        let mut q = QueryBuilder::<Sqlite>::new(&text.insert_entries);
         q.push_bind(stream)
-            .push(", cur.version + r.column1, r.column2, r.column3, r.column4, r.column5, r.column6, r.column7, ")
+            .push(", cur.version + r.column1, r.column2, r.column3, r.column4, r.column5, ")
+            .push("r.column6, r.column7, ")
             .push_bind(micros)
-            .push(format_args!(
-                r#" FROM (SELECT COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
-            ))
+            .push(" FROM (SELECT ")
+            .push(&text.version_of)
             .push_bind(stream)
             .push("), 0) AS version) AS cur, (");
         q.push_values(rows, |mut b, row| {
@@ -264,38 +260,31 @@ impl<'a> OneCommand<'a> {
         if change_feed {
             // Inserted under the write lock, the entries' ids are consecutive: one run ending at
             // the last rowid. `changes()` still counts the entries' INSERT while this one runs.
-            q.push(format_args!(
-                r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at)
-                   SELECT "#
-            ))
-            .push_bind(stream)
-            .push(
-                ", NULL, json_array(json_array(last_insert_rowid() - changes() + 1, \
-                 last_insert_rowid())), ",
-            )
-            .push(format_args!(
-                r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
-            ))
-            .push_bind(stream)
-            .push("), 0) + ")
-            .push_bind(added)
-            .push(", ")
-            .push_bind(micros)
-            .push(" WHERE changes() > 0; ");
+            q.push(&text.insert_feed)
+                .push_bind(stream)
+                .push(
+                    ", NULL, json_array(json_array(last_insert_rowid() - changes() + 1, \
+                     last_insert_rowid())), ",
+                )
+                .push(&text.version_of)
+                .push_bind(stream)
+                .push("), 0) + ")
+                .push_bind(added)
+                .push(", ")
+                .push_bind(micros)
+                .push(" WHERE changes() > 0; ");
         }
         // The stream's version rises by the entries written, if any were (`changes()` counts
         // the entries' INSERT, or the feed record's, written exactly when they were), and is
         // returned: the command's one row.
-        q.push(format_args!(
-            r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
-        ))
-        .push_bind(stream)
-        .push(", ")
-        .push_bind(added)
-        .push(
-            " WHERE changes() > 0 ON CONFLICT (stream) DO UPDATE \
-             SET version = s.version + excluded.version RETURNING version; COMMIT",
-        );
+        q.push(&text.raise_version)
+            .push_bind(stream)
+            .push(", ")
+            .push_bind(added)
+            .push(
+                " WHERE changes() > 0 ON CONFLICT (stream) DO UPDATE \
+                 SET version = s.version + excluded.version RETURNING version; COMMIT",
+            );
         Some(OneCommand { query: q, plan })
     }
 

@@ -64,51 +64,6 @@ impl SqliteBackend {
         Ok(value)
     }
 
-    /// [`Backend::append`] on the database's write connection, in a transaction of its own.
-    pub async fn append_now(
-        &self,
-        stream: &str,
-        entries: Vec<AppendInput>,
-        expected: ExpectedVersion,
-    ) -> Result<AppendResult> {
-        let (sql, feed) = (&self.sql, self.change_feed);
-        let mut writer = self.db.writer().await;
-        let Some(w) = writer.as_mut() else {
-            drop(writer);
-            let tx = append::Transaction::Caller;
-            return self
-                .write(async |conn| {
-                    append::append_on(conn, sql, feed, tx, stream, &entries, expected, None).await
-                })
-                .await;
-        };
-        let first = append::OneCommand::prepare(sql, feed, stream, &entries, expected);
-        w.maybe_open = true;
-        // An append opens its transaction by hand, inside its first command (to save a round
-        // trip): dropped midway, it would leave the file locked until this store's next write.
-        let mut cancelled = SettleOnDrop(Some(&self.db));
-        let tx = append::Transaction::Own;
-        let outcome = append::append_on(
-            &mut w.conn,
-            sql,
-            feed,
-            tx,
-            stream,
-            &entries,
-            expected,
-            first,
-        )
-        .await;
-        cancelled.0 = None;
-        // append_on ended the transaction unless it failed to.
-        w.maybe_open = outcome.is_err();
-        drop(writer);
-        if matches!(&outcome, Ok(r) if r.appended().next().is_some()) {
-            self.signal.committed();
-        }
-        outcome
-    }
-
     async fn record(&self, conn: &mut SqliteConnection, stream: &str, m: &Mutation) -> Result<()> {
         if self.change_feed {
             feed::record(conn, &self.sql, stream, m).await?;
@@ -174,7 +129,44 @@ impl Backend for SqliteBackend {
         entries: Vec<AppendInput>,
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
-        self.append_now(stream, entries, expected).await
+        // On the database's write connection, in a transaction of its own; where the database
+        // has none (an in-memory database), in a transaction of its pool.
+        let (sql, feed) = (&self.sql, self.change_feed);
+        let mut writer = self.db.writer().await;
+        let Some(w) = writer.as_mut() else {
+            drop(writer);
+            let tx = append::Transaction::Caller;
+            return self
+                .write(async |conn| {
+                    append::append_on(conn, sql, feed, tx, stream, &entries, expected, None).await
+                })
+                .await;
+        };
+        let first = append::OneCommand::prepare(sql, feed, stream, &entries, expected);
+        w.maybe_open = true;
+        // An append opens its transaction by hand, inside its first command (to save a round
+        // trip): dropped midway, it would leave the file locked until this store's next write.
+        let mut cancelled = SettleOnDrop(Some(&self.db));
+        let tx = append::Transaction::Own;
+        let outcome = append::append_on(
+            &mut w.conn,
+            sql,
+            feed,
+            tx,
+            stream,
+            &entries,
+            expected,
+            first,
+        )
+        .await;
+        cancelled.0 = None;
+        // append_on ended the transaction unless it failed to.
+        w.maybe_open = outcome.is_err();
+        drop(writer);
+        if matches!(&outcome, Ok(r) if r.appended().next().is_some()) {
+            self.signal.committed();
+        }
+        outcome
     }
 
     async fn read(&self, stream: &str, options: &ReadOptions) -> Result<Vec<Entry>> {

@@ -1,5 +1,18 @@
 //! Statement texts of one store, built once from the validated table name.
 
+/// The fixed texts of an append sent as one command (`append::OneCommand`), each ending where
+/// the stream is bound.
+pub struct OneCommandSql {
+    /// `BEGIN IMMEDIATE` and the entries' `INSERT … SELECT`.
+    pub insert_entries: String,
+    /// Opens the stream's current version, 0 for a new stream (closed by `), 0)`).
+    pub version_of: String,
+    /// The feed record's `INSERT … SELECT`.
+    pub insert_feed: String,
+    /// The stream row's upsert.
+    pub raise_version: String,
+}
+
 /// Every fixed statement a store runs, with its table names filled in.
 pub struct Statements {
     pub table: String,
@@ -9,6 +22,7 @@ pub struct Statements {
     pub insert_entry_columns: String,
     pub insert_feed: String,
     pub insert_feed_prefix: String,
+    pub one_command: OneCommandSql,
     pub read_columns: String,
     pub count: String,
     pub stat: String,
@@ -32,10 +46,10 @@ pub struct Statements {
 
 impl Statements {
     pub fn new(t: &str) -> Self {
+        let insert_feed_columns =
+            format!(r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at) "#);
         // Appends bind the feed record's values inline in their multi-statement command.
-        let insert_feed_prefix = format!(
-            r#"INSERT INTO "{t}_feed" (stream, mutation, ids, version, recorded_at) VALUES ("#
-        );
+        let insert_feed_prefix = format!("{insert_feed_columns}VALUES (");
         // See `read::Rest` for why all but four columns come as one JSON array.
         let read_columns = format!(
             r#"SELECT id, version, payload, created_at,
@@ -59,6 +73,19 @@ impl Statements {
             ),
             insert_feed: format!("{insert_feed_prefix}?, ?, ?, ?, ?)"),
             insert_feed_prefix,
+            one_command: OneCommandSql {
+                insert_entries: format!(
+                    r#"BEGIN IMMEDIATE; INSERT INTO "{t}" (stream, version, payload, order_key,
+                       dedup_key, schema_version, metadata, tags, created_at) SELECT "#
+                ),
+                version_of: format!(
+                    r#"COALESCE((SELECT version FROM "{t}_streams" WHERE stream = "#
+                ),
+                insert_feed: format!("{insert_feed_columns}SELECT "),
+                raise_version: format!(
+                    r#"INSERT INTO "{t}_streams" AS s (stream, version) SELECT "#
+                ),
+            },
             read_columns: read_columns.clone(),
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE stream = ?"#),
             stat: format!(
