@@ -1,16 +1,19 @@
 //! Throwaway database servers for tests and benchmarks, started natively on 127.0.0.1.
 //!
-//! `cargo xtask services up` installs what is missing (apt), starts each service on a free port
-//! with its data in a fresh directory, and records its PID and URL under `target/services/`.
+//! `cargo xtask services up` installs what is missing (apt, or pip into a venv cached per
+//! machine), starts each service on a free port with its data in a fresh directory, and records
+//! its PID and URL under `target/services/`.
 //! `down` stops exactly the processes `up` recorded. Tests find the URLs in the environment
 //! (`cargo xtask test` exports them) or in `target/services/env`.
 //!
 //! Adding a service: implement [`Service`] and list it in [`all`].
 
-use std::fs;
-use std::net::TcpListener;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Result, root};
@@ -48,7 +51,7 @@ pub struct Running {
 
 /// Every service, in start order.
 pub fn all() -> Vec<Box<dyn Service>> {
-    vec![Box::new(Postgres)]
+    vec![Box::new(Postgres), Box::new(SECANTUSDB), Box::new(NX27017)]
 }
 
 fn state_dir() -> PathBuf {
@@ -359,4 +362,292 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     true
+}
+
+/// A Python virtualenv with pinned packages, built once per machine in the user's cache and
+/// shared by every checkout and every run: a pip install takes half a minute, a look-up none.
+struct Venv {
+    /// What the packages are for; the start of the directory name.
+    name: &'static str,
+    /// `name==version` pins; the directory name carries them, so a new pin builds a new venv
+    /// beside the old one (which a checkout still on the old pins keeps using).
+    packages: &'static [&'static str],
+}
+
+impl Venv {
+    /// `$XDG_CACHE_HOME/ledger-xtask/<name>-venv-v1-<pins>` (else `~/.cache/...`); `v1` is the
+    /// recipe below: bump it to rebuild every venv.
+    fn dir(&self) -> Result<PathBuf> {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .ok_or("neither XDG_CACHE_HOME nor HOME is set: no cache for the venv")?;
+        let pins = self.packages.join("+");
+        Ok(cache
+            .join("ledger-xtask")
+            .join(format!("{}-venv-v1-{pins}", self.name)))
+    }
+
+    /// The venv's interpreter; gone with the Python that built the venv (an upgrade).
+    fn python(dir: &Path) -> PathBuf {
+        dir.join("bin").join("python")
+    }
+
+    /// Builds the venv unless it is there. It is built in `<dir>.build-<pid>`, where it stays
+    /// (a venv's scripts name its path in their shebangs), and `<dir>` becomes a symlink to it
+    /// once complete: an interrupted build is never taken for a venv, and of two racing builds
+    /// the first to link wins.
+    fn install(&self) -> Result {
+        let dir = self.dir()?;
+        if Self::python(&dir).exists() {
+            return Ok(());
+        }
+        // Only a complete build is ever linked: a link without an interpreter behind it is to a
+        // venv whose Python went away.
+        let _ = fs::remove_file(&dir);
+        let parent = dir.parent().expect("the venv lives in the cache");
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let prefix = format!(
+            "{}.build-",
+            dir.file_name().expect("named").to_string_lossy()
+        );
+        // Builds interrupted before (their process gone) would otherwise pile up, 150 MB each.
+        for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.strip_prefix(&prefix).and_then(|p| p.parse().ok());
+            if pid.is_some_and(|pid| !alive(pid)) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let build_name = format!("{prefix}{}", std::process::id());
+        let build = parent.join(&build_name);
+        eprintln!(
+            "xtask: installing {} into {} (once per machine)",
+            self.packages.join(" "),
+            build.display()
+        );
+        let build_s = build.to_string_lossy().into_owned();
+        let python = Self::python(&build).to_string_lossy().into_owned();
+        let mut pip = vec!["-m", "pip", "install", "--no-input", "-q"];
+        pip.extend_from_slice(self.packages);
+        let linked = sh("python3", &["-m", "venv", "--clear", &build_s])
+            .and_then(|()| sh(&python, &pip))
+            .and_then(|()| {
+                std::os::unix::fs::symlink(&build_name, &dir)
+                    .map_err(|e| format!("cannot link {}: {e}", dir.display()))
+            });
+        if linked.is_err() {
+            let _ = fs::remove_dir_all(&build);
+            // Another run linked its build first: that venv is as good as this one.
+            if Self::python(&dir).exists() {
+                return Ok(());
+            }
+        }
+        linked
+    }
+
+    /// The path of the venv's console script `name`.
+    fn bin(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.dir()?.join("bin").join(name))
+    }
+}
+
+/// The MongoDB-wire-compatible servers, one venv for both.
+const MONGO_VENV: Venv = Venv {
+    name: "mongo",
+    packages: &["SecantusDB==0.7.0b3", "nx-27017==0.8.1"],
+};
+
+/// A MongoDB-wire-compatible server run from [`MONGO_VENV`]. Both keep their data in memory
+/// whatever the [`Mode`], so Mode::Test and Mode::Durable start them the same way.
+struct WireServer {
+    name: &'static str,
+    env_var: &'static str,
+    /// The console script that runs the server in the foreground.
+    script: &'static str,
+    /// The script's arguments, given the service directory and the port.
+    args: fn(&Path, u16) -> Vec<String>,
+}
+
+/// A single-node replica set: transactions and change streams.
+const SECANTUSDB: WireServer = WireServer {
+    name: "secantusdb",
+    env_var: "LEDGER_MONGODB_URL",
+    script: "secantusd-py",
+    args: |_, port| {
+        let port = port.to_string();
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--storage-path",
+            ":memory:",
+            "--log-level",
+            "WARNING",
+        ]
+        .map(String::from)
+        .to_vec()
+    },
+};
+
+/// A standalone server: no transactions, so the code paths without them get tested too.
+const NX27017: WireServer = WireServer {
+    name: "nx27017",
+    env_var: "LEDGER_MONGODB_STANDALONE_URL",
+    script: "nx-27017",
+    args: |dir, port| {
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        [
+            "--host".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "--db".into(),
+            "memory".into(),
+            "--log-file".into(),
+            file("nx.log"),
+            "--pid-file".into(),
+            file("nx.pid"),
+        ]
+        .to_vec()
+    },
+};
+
+impl Service for WireServer {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn env_var(&self) -> &'static str {
+        self.env_var
+    }
+
+    fn install(&self) -> Result {
+        MONGO_VENV.install()
+    }
+
+    fn start(&self, dir: &Path, port: u16, _mode: Mode) -> Result<Running> {
+        let mut command = Command::new(MONGO_VENV.bin(self.script)?);
+        command.args((self.args)(dir, port));
+        Ok(Running {
+            url: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            pid: spawn_server(self.name, command, dir, port)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn stop(&self, _dir: &Path, running: &Running) -> Result {
+        terminate(self.name, running.pid)
+    }
+}
+
+/// How long a spawned server gets to answer.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `command` as the server `name`, detached, in `dir`, and waits until it answers on
+/// `port`; returns the PID of the process spawned, the one [`terminate`] signals. Detached: in
+/// its own process group (a Ctrl-C at the terminal that ran `up` does not reach it), output to
+/// `dir/server.log`, and temporary files in `dir` (which `down` removes even after a KILL).
+fn spawn_server(name: &str, mut command: Command, dir: &Path, port: u16) -> Result<u32> {
+    let log_path = dir.join("server.log");
+    let log = File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
+    let mut child = command
+        .current_dir(dir)
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let pid = child.id();
+    let deadline = Instant::now() + START_LIMIT;
+    let failure = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break format!("{name} exited ({status}) before answering on port {port}");
+        }
+        if answers_hello(port) {
+            return Ok(pid);
+        }
+        if Instant::now() >= deadline {
+            // Not recorded, so nothing else would ever stop it.
+            let _ = terminate(name, pid);
+            break format!(
+                "{name} (pid {pid}) did not answer on port {port} within {START_LIMIT:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Err(format!(
+        "{failure}; the end of {}:\n{}",
+        log_path.display(),
+        tail(&log_path, 20)
+    ))
+}
+
+/// The last `lines` lines of the file at `path`.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether a MongoDB wire-protocol server on `port` answers `hello` as a writable primary: a
+/// server can accept connections before it serves commands, and a replica set before it has
+/// elected itself. Driver-free: one OP_MSG, by hand.
+fn answers_hello(port: u16) -> bool {
+    // BSON {hello: 1, $db: "admin"}: int32 and string elements, then the terminating zero.
+    let mut doc = Vec::new();
+    doc.extend(b"\x10hello\0");
+    doc.extend(1i32.to_le_bytes());
+    doc.extend(b"\x02$db\0");
+    doc.extend(6i32.to_le_bytes());
+    doc.extend(b"admin\0\0");
+    let doc_len = (doc.len() + 4) as i32;
+    // OP_MSG (2013): header (length, request id, response to, opcode), flags, a kind-0 section.
+    let mut msg = Vec::new();
+    msg.extend((16 + 4 + 1 + doc_len).to_le_bytes());
+    msg.extend(1i32.to_le_bytes());
+    msg.extend(0i32.to_le_bytes());
+    msg.extend(2013i32.to_le_bytes());
+    msg.extend(0u32.to_le_bytes());
+    msg.push(0);
+    msg.extend(doc_len.to_le_bytes());
+    msg.extend(doc);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let reply = (|| -> std::io::Result<Vec<u8>> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(&msg)?;
+        let mut len = [0; 4];
+        stream.read_exact(&mut len)?;
+        let mut rest = vec![0; (i32::from_le_bytes(len) as usize).saturating_sub(4)];
+        stream.read_exact(&mut rest)?;
+        Ok(rest)
+    })();
+    // A reply to request 1 holding the boolean `isWritablePrimary: true` (servers disagree on
+    // the type of `ok`; a failed `hello` has no such field).
+    let primary = b"\x08isWritablePrimary\0\x01";
+    reply.is_ok_and(|r| {
+        r.get(4..8) == Some(&1i32.to_le_bytes()) && r.windows(primary.len()).any(|w| w == primary)
+    })
+}
+
+/// Stops `pid` and nothing else: TERM, then KILL if it lingers.
+fn terminate(name: &str, pid: u32) -> Result {
+    let pid_s = pid.to_string();
+    for (signal, limit) in [("-TERM", 10), ("-KILL", 5)] {
+        let _ = sh("kill", &[signal, &pid_s]);
+        if gone_within(pid, Duration::from_secs(limit)) {
+            return Ok(());
+        }
+    }
+    Err(format!("{name} (pid {pid}) did not stop"))
 }
