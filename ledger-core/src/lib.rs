@@ -61,6 +61,8 @@
 //! - `testkit`: the conformance suite ([`testkit`]) every backend runs, the
 //!   [`conformance_main!`] macro that runs it (reporting what a store's capabilities exclude as
 //!   skipped), and the model-based property test.
+//! - `testcontainers` (implies `testkit`): with `LEDGER_TEST_SERVERS=containers`, server tests
+//!   start official Docker images instead of the native servers (`testkit::containers`).
 #![deny(missing_docs)]
 
 pub mod backend;

@@ -41,7 +41,7 @@ pub fn validate_stream_id(stream: &str) -> Result<()> {
     validate_text_name("stream", stream)
 }
 
-/// Checks a cursor name ([`crate::CursorStore`]): 1 to 256 bytes of UTF-8 without NUL, like a
+/// Checks a cursor name ([`crate::Store::get_cursor`]): 1 to 256 bytes of UTF-8 without NUL, like a
 /// stream id.
 pub fn validate_cursor_name(name: &str) -> Result<()> {
     validate_text_name("cursor", name)

@@ -327,7 +327,7 @@ impl Filter {
 }
 
 /// Whether a string value of `payload`, at any depth, contains `text`, ignoring ASCII case: the
-/// reference semantics of substring search ([`crate::Search`]). Object keys, numbers, booleans
+/// reference semantics of substring search ([`crate::Store::search`]). Object keys, numbers, booleans
 /// and JSON punctuation are not searched, so every backend matches alike whatever text its
 /// database renders for a payload.
 pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {

@@ -24,7 +24,7 @@ use ledger_core::{
     SearchModes, SearchQuery, StreamStat, TimestampPrecision, payload_contains,
 };
 
-use crate::doc::{self as stored, Names, field};
+use crate::doc::{self as stored, field};
 use crate::encode;
 use crate::error::backend;
 use crate::lease::Lease;
@@ -34,7 +34,6 @@ use crate::txn::{Tx, on, raced, transact};
 pub struct MongoBackend {
     pub name: String,
     pub client: mongodb::Client,
-    pub names: Names,
     pub entries: Collection<Document>,
     pub streams: Collection<Document>,
     pub feed: Collection<Document>,

@@ -61,17 +61,6 @@ impl Names {
             meta: format!("{name}_meta"),
         }
     }
-
-    /// Every collection name, the longest last.
-    pub fn all(&self) -> [&str; 5] {
-        [
-            &self.entries,
-            &self.meta,
-            &self.feed,
-            &self.streams,
-            &self.cursors,
-        ]
-    }
 }
 
 pub fn to_datetime(time: DateTime<Utc>) -> bson::DateTime {

@@ -72,9 +72,14 @@
 //!   poll. A broken change stream is reopened, and subscriptions read from their own
 //!   positions, so a dropped connection loses nothing.
 //! - **Search**: `Substring` matches string values of the payload at any depth, ignoring ASCII
-//!   case, exactly as every backend does ([`ledger_core::payload_contains`]): an escaped regular
-//!   expression over the `search` strings. `FullText` is `$text` over them, after
-//!   [`MongoStore::ensure_search_index`] built the text index.
+//!   case, exactly as every backend does ([`ledger_core::payload_contains`]): the server narrows
+//!   the entries down with a regular expression over the `search` strings (the longest run of
+//!   letters, digits and spaces in the text, which every MongoDB-wire server matches alike),
+//!   and each candidate is checked exactly. `FullText` is `$text` over the `search` strings,
+//!   after [`MongoStore::ensure_search_index`] built the text index.
+//! - **Tags and annotations** change in one update of the entry's document. An annotation
+//!   merge reads the entry and writes the merged map inside a transaction (without
+//!   transactions: under the stream's write lease), so concurrent merges lose nothing.
 //! - **Names**: collection names follow the core rule for table names (it keeps them valid
 //!   collection names too); the database name must be a valid MongoDB database name. Both are
 //!   checked on open and refused as [`ledger_core::Error::InvalidName`].
@@ -92,7 +97,8 @@
 //! another writer's; but a batch is written document by document, so an append that dies
 //! midway (a crash, a lost connection) can leave the first part of its batch written. A writer
 //! that dies holding the lease blocks that stream's appends until the lease expires (30 s).
-//! Tags, annotations and trims are single-collection updates and keep their guarantees.
+//! Tags, annotations and trims keep their guarantees (a trim that dies midway has deleted part
+//! of its range, and finishes when run again).
 //!
 //! # Testing against MongoDB
 //!
@@ -210,7 +216,6 @@ impl MongoStoreBuilder {
             feed: collection(&names.feed),
             cursors: collection(&names.cursors),
             meta: collection(&names.meta),
-            names,
             client,
             transactions,
             feed_on: self.change_feed,
@@ -312,32 +317,6 @@ async fn migrate(backend: &MongoBackend) -> Result<bool> {
         .create_indexes(indexes)
         .await
         .map_err(|e| error::refused(e, || format!("the indexes of {}", backend.name)))?;
-    // The other collections are created up front, so change streams and transactions (which
-    // cannot create collections on every server) find them.
-    for name in backend.names.all().into_iter().skip(1) {
-        let exists = backend
-            .entries
-            .client()
-            .database(backend.entries.namespace().db.as_str())
-            .list_collection_names()
-            .filter(doc! {"name": name})
-            .await
-            .map_err(backend_err)?;
-        if exists.is_empty() {
-            let created = backend
-                .entries
-                .client()
-                .database(backend.entries.namespace().db.as_str())
-                .create_collection(name)
-                .await;
-            // Another process may have created it meanwhile.
-            if let Err(e) = created {
-                if error::code(&e) != Some(48) {
-                    return Err(error::refused(e, || format!("collection {name}")));
-                }
-            }
-        }
-    }
     // The counters exist before any writer takes from them: concurrent upserts of a missing
     // document are not answered alike by every server.
     for counter in [backend::IDS, backend::FEED] {
@@ -419,6 +398,12 @@ impl MongoStore {
     /// The store's collection name.
     pub fn collection(&self) -> &str {
         &self.backend.name
+    }
+
+    /// The collection of entries, for MongoDB's own queries and indexes over payloads (read
+    /// it; writes that bypass the store break its guarantees).
+    pub fn entries(&self) -> mongodb::Collection<Document> {
+        self.backend.entries.clone()
     }
 
     /// The client (to start sessions for [`MongoStore::append_in`]).

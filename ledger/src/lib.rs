@@ -36,6 +36,7 @@
 //! |---|---|---|
 //! | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | [`sqlite`] (file, created if missing; or in memory) | `sqlite` (default) |
 //! | `postgres://…`, `postgresql://…` | [`postgres`] | `postgres` |
+//! | `mongodb://…`, `mongodb+srv://…` | [`mongo`] (`table` is the collection) | `mongodb` |
 //!
 //! Two query parameters are the store's own and are taken off before the URL reaches the
 //! driver: `table` (the store's table, default `ledger_entries`) and `change_feed` (`true` or
@@ -45,6 +46,7 @@
 //!
 //! - `sqlite` (default): the embedded SQLite backend, [`sqlite`].
 //! - `postgres`: the PostgreSQL backend, [`postgres`].
+//! - `mongodb`: the MongoDB backend, [`mongo`].
 //!
 //! Each backend crate compiles only its own driver.
 #![deny(missing_docs)]
@@ -58,6 +60,10 @@ pub use ledger_sqlite as sqlite;
 /// The PostgreSQL backend (`ledger-postgres`).
 #[cfg(feature = "postgres")]
 pub use ledger_postgres as postgres;
+
+/// The MongoDB backend (`ledger-mongo`).
+#[cfg(feature = "mongodb")]
+pub use ledger_mongo as mongo;
 
 /// The table a store uses unless the URL or the options name one.
 pub const DEFAULT_TABLE: &str = "ledger_entries";
@@ -113,6 +119,7 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Store> {
     match target.backend {
         Backend::Sqlite { path } => open_sqlite(path, &target.options).await,
         Backend::Postgres { url } => open_postgres(&url, &target.options).await,
+        Backend::Mongo { url } => open_mongo(&url, &target.options).await,
     }
 }
 
@@ -148,6 +155,21 @@ async fn open_postgres(_: &str, _: &OpenOptions) -> Result<Store> {
     Err(not_compiled("postgres"))
 }
 
+#[cfg(feature = "mongodb")]
+async fn open_mongo(url: &str, options: &OpenOptions) -> Result<Store> {
+    let store = ledger_mongo::MongoStore::builder()
+        .collection(&options.table)
+        .change_feed(options.change_feed)
+        .connect(url)
+        .await?;
+    Ok(store.into())
+}
+
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongo(_: &str, _: &OpenOptions) -> Result<Store> {
+    Err(not_compiled("mongodb"))
+}
+
 #[allow(dead_code)] // unused when every backend is compiled
 fn not_compiled(feature: &str) -> Error {
     Error::NotSupported(format!(
@@ -168,6 +190,8 @@ enum Backend {
     Sqlite { path: Option<String> },
     /// The URL without the store's own parameters.
     Postgres { url: String },
+    /// The URL without the store's own parameters.
+    Mongo { url: String },
 }
 
 impl Target {
@@ -175,7 +199,7 @@ impl Target {
         let bad = |why: &str| Error::InvalidArgument(format!("store URL {url:?}: {why}"));
         let (scheme, rest) = url
             .split_once(':')
-            .ok_or_else(|| bad("no scheme (expected sqlite: or postgres://)"))?;
+            .ok_or_else(|| bad("no scheme (expected sqlite:, postgres:// or mongodb://)"))?;
         let (location, query) = match rest.split_once('?') {
             Some((location, query)) => (location, Some(query)),
             None => (rest, None),
@@ -213,19 +237,22 @@ impl Target {
                     },
                 }
             }
-            "postgres" | "postgresql" => {
+            "postgres" | "postgresql" | "mongodb" | "mongodb+srv" => {
                 let query = if driver.is_empty() {
                     String::new()
                 } else {
                     format!("?{}", driver.join("&"))
                 };
-                Backend::Postgres {
-                    url: format!("{scheme}:{location}{query}"),
+                let url = format!("{scheme}:{location}{query}");
+                if scheme.starts_with("mongodb") {
+                    Backend::Mongo { url }
+                } else {
+                    Backend::Postgres { url }
                 }
             }
             other => {
                 return Err(bad(&format!(
-                    "unknown scheme {other:?} (known: sqlite, postgres)"
+                    "unknown scheme {other:?} (known: sqlite, postgres, mongodb)"
                 )));
             }
         };
@@ -239,6 +266,26 @@ mod tests {
 
     fn parse(url: &str) -> Result<Target> {
         Target::parse(url, OpenOptions::new())
+    }
+
+    #[test]
+    fn mongodb_urls_keep_their_driver_options_and_lose_the_stores() {
+        let target =
+            parse("mongodb://h:27017/shop?replicaSet=rs0&table=orders&change_feed=true").unwrap();
+        assert_eq!(
+            target.backend,
+            Backend::Mongo {
+                url: "mongodb://h:27017/shop?replicaSet=rs0".into()
+            }
+        );
+        assert_eq!(
+            (target.options.table.as_str(), target.options.change_feed),
+            ("orders", true)
+        );
+        assert!(matches!(
+            parse("mongodb+srv://cluster.example/db").unwrap().backend,
+            Backend::Mongo { .. }
+        ));
     }
 
     #[test]

@@ -129,3 +129,29 @@ async fn a_backend_not_compiled_in_says_which_feature_to_enable() {
         other => panic!("expected NotSupported, got {other:?}"),
     }
 }
+
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn mongodb_urls_open_mongodb_with_the_collection_and_feed_they_name() {
+    let url = ledger::testkit::server::server_url("LEDGER_MONGODB_URL", env!("CARGO_MANIFEST_DIR"));
+    let table = ledger::testkit::fresh_table();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = ledger::open(&format!("{url}{separator}table={table}&change_feed=true"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (store.name(), store.backend_kind()),
+        (table.as_str(), "mongodb")
+    );
+    assert!(store.capabilities().change_feed.is_some());
+    round_trip(&store).await;
+}
+
+#[cfg(not(feature = "mongodb"))]
+#[tokio::test]
+async fn a_mongodb_url_without_the_feature_says_which_feature_to_enable() {
+    match ledger::open("mongodb://localhost/db").await {
+        Err(Error::NotSupported(m)) => assert!(m.contains("`mongodb` feature"), "{m}"),
+        other => panic!("expected NotSupported, got {other:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! A backend looks up the stream's current version and which of the batch's dedup keys already
 //! exist (inside its transaction or lock), calls [`plan_append`], writes [`AppendPlan::rows`] and
-//! turns the new ids into outcomes with [`AppendPlan::outcomes`]. The database still enforces
+//! turns the new ids into outcomes with [`AppendPlan::result`]. The database still enforces
 //! `(stream, version)` and `(stream, dedup_key)` uniqueness, so a racing writer fails instead of
 //! writing twice.
 

@@ -3,7 +3,7 @@
 //!
 //! Every behaviour opens a fresh store in a randomly named table ([`fresh_table`]), so the suite
 //! can run any number of times against one database. Each behaviour names the capability it
-//! needs ([`Requires`]); on a store whose [`Capabilities`](crate::Capabilities) lack it, the
+//! needs ([`Requires`]); on a store whose [`Capabilities`] lack it, the
 //! behaviour is reported as skipped, with the reason, in the test output (never as passed), and
 //! the behaviour `capabilities_match_what_the_store_does` checks that every operation the store
 //! lacks answers [`crate::Error::NotSupported`]. The model-based property test ([`model`]) drives
@@ -43,6 +43,7 @@ use crate::error::Result;
 use crate::layer::{Call, Layer, Operation, Outcome};
 use crate::store::Store;
 
+pub mod containers;
 pub mod model;
 pub mod server;
 pub mod suite;

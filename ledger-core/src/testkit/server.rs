@@ -2,10 +2,18 @@
 
 use std::path::Path;
 
+use super::containers::{self, Servers};
+
 /// The URL in environment variable `var`, else the one `cargo xtask services up` recorded in
 /// `target/services/env` of the workspace containing `manifest_dir`. Panics with instructions
 /// when neither has it: a test that needs a server never passes silently without one.
+///
+/// With `LEDGER_TEST_SERVERS=containers`, the URL of a Docker container started for `var`
+/// instead (see [`containers`]).
 pub fn server_url(var: &str, manifest_dir: &str) -> String {
+    if Servers::from_env() == Servers::Containers {
+        return containers::url(var);
+    }
     if let Ok(url) = std::env::var(var) {
         if !url.is_empty() {
             return url;
@@ -23,7 +31,8 @@ pub fn server_url(var: &str, manifest_dir: &str) -> String {
     recorded.unwrap_or_else(|| {
         panic!(
             "{var} is not set and no server is recorded: run `cargo xtask test` (starts the \
-             servers, runs every test, stops them) or `cargo xtask services up` first"
+             servers, runs every test, stops them) or `cargo xtask services up` first; with \
+             Docker, LEDGER_TEST_SERVERS=containers starts containers instead"
         )
     })
 }
