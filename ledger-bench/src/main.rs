@@ -1,10 +1,12 @@
-//! `cargo xtask bench`: throughput of ledger against a raw sqlx baseline writing and reading the
-//! same rows in the same run, reported as ratios in `BENCHMARKS.md`.
+//! `cargo xtask bench`: throughput of ledger against a raw baseline (hand-written sqlx
+//! statements, or the MongoDB driver's own calls) writing and reading the same rows in the same
+//! run, reported as ratios in `BENCHMARKS.md`.
 //!
 //! Each workload runs `REPEATS` times, alternating baseline and ledger, on fresh files; the
 //! report gives medians. `--quick` shrinks every workload (for checking the harness, not for
 //! numbers).
 
+mod mongo;
 mod postgres;
 mod report;
 mod sqlite;
@@ -13,6 +15,7 @@ mod workload;
 use std::path::PathBuf;
 
 use report::Report;
+use workload::{LONG, Long};
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy)]
@@ -29,13 +32,15 @@ pub struct Sizes {
     pub page: u32,
     /// Repetitions of each measurement.
     pub repeats: usize,
+    /// The whole-stream read.
+    pub long: Long,
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only sqlite|postgres` measures one backend (BENCHMARKS.md is then not written).
+    // `--only sqlite|postgres|mongodb` measures one backend (BENCHMARKS.md is then not written).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -49,6 +54,7 @@ async fn main() {
             read_entries: 20_000,
             page: 1_000,
             repeats: 1,
+            long: LONG,
         }
     } else {
         Sizes {
@@ -58,7 +64,19 @@ async fn main() {
             read_entries: 1_000_000,
             page: 1_000,
             repeats: 5,
+            long: LONG,
         }
+    };
+    // MongoDB's server (SecantusDB, in Python) is slow: smaller sizes keep its part to minutes.
+    let mongo_sizes = Sizes {
+        batches: if quick { 8 } else { 16 },
+        read_entries: if quick { 3_000 } else { 5_000 },
+        repeats: if quick { 1 } else { 3 },
+        long: Long {
+            events: if quick { 3_000 } else { 6_000 },
+            page: if quick { 1_000 } else { 3_000 },
+        },
+        ..sizes
     };
     let mut report = Report::new(sizes, quick);
     report.setting(
@@ -82,6 +100,19 @@ async fn main() {
         }
         Err(_) => {
             eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
+            std::process::exit(1);
+        }
+    }
+    match std::env::var("LEDGER_MONGODB_URL") {
+        _ if !wants("mongodb") => {}
+        Ok(url) => {
+            if let Err(e) = mongo::run(&url, mongo_sizes, &mut report).await {
+                eprintln!("bench: mongodb failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(_) => {
+            eprintln!("bench: LEDGER_MONGODB_URL is not set; run through `cargo xtask bench`");
             std::process::exit(1);
         }
     }

@@ -61,8 +61,8 @@ impl Report {
         let mut out = String::from("# Benchmarks\n\n");
         out.push_str(
             "Measured by `cargo xtask bench` (release build). Every ledger figure is a ratio against a \
-             raw sqlx baseline that writes or reads the same rows in the same run, on the same \
-             machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
+             raw baseline (sqlx, or the MongoDB driver) that writes or reads the same rows in the \
+             same run, on the same machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
              repetitions. Events are about 200-byte JSON payloads with two metadata keys and a \
              dedup key. Client and servers share two cores, and between full runs of the same code \
              a ratio has moved by up to 0.25 (whole-stream reads most): a target within that of \
@@ -95,7 +95,7 @@ impl Report {
         }
         out.push_str("\n## Settings\n\n");
         out.push_str(&format!(
-            "- sizes: {} single-entry appends (one commit each, round-robin over 25 streams per \
+            "- sizes (SQLite, PostgreSQL): {} single-entry appends (one commit each, round-robin over 25 streams per \
              writer); {} batches of {} (one new stream per batch); with several writers, tokio \
              tasks on one pool share the work; {} entries read back by cursor pagination in pages \
              of {}; one stream of {} events (written in appends of 1000) read whole in pages of \
@@ -105,8 +105,8 @@ impl Report {
             s.batch,
             s.read_entries,
             s.page,
-            crate::workload::LONG_STREAM,
-            crate::workload::LONG_PAGE,
+            s.long.events,
+            s.long.page,
             s.repeats
         ));
         for (k, v) in &self.settings {

@@ -12,8 +12,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
 use crate::workload::{
-    LONG_PAGE, LONG_STREAM, RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median,
-    medians, metadata, payload, rate, read_both, read_pages, read_raw_pages, read_typed, system,
+    RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median, medians, metadata, payload,
+    rate, read_both, read_pages, read_raw_pages, read_typed, system,
 };
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
@@ -227,12 +227,12 @@ async fn raw_page(
 }
 
 /// What a raw reader rebuilding state reads of one page: the typed event and its metadata.
-async fn raw_event_page(pool: &SqlitePool, after: i64) -> Result<Vec<RawEvent>> {
+async fn raw_event_page(pool: &SqlitePool, after: i64, page: u32) -> Result<Vec<RawEvent>> {
     let sql = "SELECT id, version, payload, metadata, created_at FROM ledger_entries \
            WHERE stream = 'long' AND id > ? ORDER BY id LIMIT ?";
     let rows = sqlx::query(sql)
         .bind(after)
-        .bind(i64::from(LONG_PAGE))
+        .bind(i64::from(page))
         .fetch_all(pool)
         .await?;
     let mut page = Vec::with_capacity(rows.len());
@@ -378,7 +378,7 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
         target: Some(0.8),
     });
 
-    for chunk in (0..LONG_STREAM).collect::<Vec<_>>().chunks(1_000) {
+    for chunk in (0..sizes.long.events).collect::<Vec<_>>().chunks(1_000) {
         let inputs = chunk.iter().map(|&n| input(n)).collect();
         store.append("long", inputs, ExpectedVersion::Any).await?;
     }
@@ -386,15 +386,22 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     let runs = [
-        system(|| read_raw_pages(async |after| raw_event_page(&pool, after).await, |e| e.id)),
-        system(|| read_typed(&store)),
         system(|| {
             read_raw_pages(
-                async |after| raw_page(&pool, "long", after, LONG_PAGE).await,
+                sizes.long,
+                async |after| raw_event_page(&pool, after, sizes.long.page).await,
                 |e| e.id,
             )
         }),
-        system(|| read_pages(&store)),
+        system(|| read_typed(&store, sizes.long)),
+        system(|| {
+            read_raw_pages(
+                sizes.long,
+                async |after| raw_page(&pool, "long", after, sizes.long.page).await,
+                |e| e.id,
+            )
+        }),
+        system(|| read_pages(&store, sizes.long)),
     ];
     medians(1, &runs).await?; // warm
     let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
@@ -403,10 +410,12 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     report.row(ReportRow {
         backend: "SQLite",
         workload: format!(
-            "read one stream of {LONG_STREAM} events, typed (`Stream::read_all`, pages of {LONG_PAGE})"
+            "read one stream of {} events, typed (`Stream::read_all`, pages of {})",
+            sizes.long.events, sizes.long.page
         ),
-        baseline: "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
-            .into(),
+        baseline:
+            "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
+                .into(),
         raw_eps: raw_typed,
         ledger_eps: typed,
         target: Some(0.9),
@@ -414,7 +423,8 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     report.row(ReportRow {
         backend: "SQLite",
         workload: format!(
-            "read one stream of {LONG_STREAM} events, `Store::read` pages of {LONG_PAGE}"
+            "read one stream of {} events, `Store::read` pages of {}",
+            sizes.long.events, sizes.long.page
         ),
         baseline: "SELECT of every column … LIMIT, same decoding".into(),
         raw_eps: raw_pages,

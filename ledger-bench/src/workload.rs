@@ -43,6 +43,19 @@ pub const LONG_STREAM: usize = 100_000;
 /// Page size of the whole-stream reads.
 pub const LONG_PAGE: u32 = 10_000;
 
+/// A whole-stream read: one stream `long` of `events` events, read in pages of `page`.
+#[derive(Debug, Clone, Copy)]
+pub struct Long {
+    pub events: usize,
+    pub page: u32,
+}
+
+/// The whole-stream read of the SQL backends: [`LONG_STREAM`] events in pages of [`LONG_PAGE`].
+pub const LONG: Long = Long {
+    events: LONG_STREAM,
+    page: LONG_PAGE,
+};
+
 /// One measured system: a run giving events per second.
 pub type Run<'a> = Box<dyn Fn() -> LocalBoxFuture<'a, Result<f64>> + 'a>;
 
@@ -99,11 +112,11 @@ pub fn single_target(writers: usize, w: usize, unit: usize) -> (String, i64) {
 }
 
 /// Reads the long stream through the typed API as a user rebuilding state would: every event
-/// in order, `Stream::read_all` in pages of [`LONG_PAGE`]. Returns events per second.
-pub async fn read_typed(store: &Store) -> Result<f64> {
+/// in order, `Stream::read_all` in pages of `long.page`. Returns events per second.
+pub async fn read_typed(store: &Store, long: Long) -> Result<f64> {
     let stream: Stream<ItemAdded> = Stream::new(store, "long")?;
     let started = Instant::now();
-    let mut all = stream.read_all(ReadOptions::new().limit(LONG_PAGE));
+    let mut all = stream.read_all(ReadOptions::new().limit(long.page));
     let (mut seen, mut last) = (0usize, 0u64);
     while let Some(entry) = all.next().await {
         let entry = entry?;
@@ -112,30 +125,31 @@ pub async fn read_typed(store: &Store) -> Result<f64> {
         seen += 1;
     }
     let measured = rate(seen, started.elapsed());
-    assert_eq!(seen, LONG_STREAM, "typed read saw every event");
+    assert_eq!(seen, long.events, "typed read saw every event");
     Ok(measured)
 }
 
-/// Reads the long stream with `Store::read`, page after page of [`LONG_PAGE`].
-pub async fn read_pages(store: &Store) -> Result<f64> {
+/// Reads the long stream with `Store::read`, page after page of `long.page`.
+pub async fn read_pages(store: &Store, long: Long) -> Result<f64> {
     let started = Instant::now();
-    let (mut seen, mut options) = (0usize, ReadOptions::new().limit(LONG_PAGE));
+    let (mut seen, mut options) = (0usize, ReadOptions::new().limit(long.page));
     loop {
         let page = store.read("long", &options).await?;
         seen += page.len();
         match page.last() {
-            Some(last) if page.len() == LONG_PAGE as usize => options.after = Some(last.id),
+            Some(last) if page.len() == long.page as usize => options.after = Some(last.id),
             _ => break,
         }
     }
     let measured = rate(seen, started.elapsed());
-    assert_eq!(seen, LONG_STREAM, "paged read saw every event");
+    assert_eq!(seen, long.events, "paged read saw every event");
     Ok(measured)
 }
 
 /// A raw reader's whole-stream read: pages after an id until a short page, each decoded by
 /// `page`. Returns events per second.
 pub async fn read_raw_pages<E>(
+    long: Long,
     mut page: impl AsyncFnMut(i64) -> Result<Vec<E>>,
     id: impl Fn(&E) -> i64,
 ) -> Result<f64> {
@@ -145,12 +159,12 @@ pub async fn read_raw_pages<E>(
         let rows = page(after).await?;
         seen += rows.len();
         match rows.last() {
-            Some(last) if rows.len() == LONG_PAGE as usize => after = id(last),
+            Some(last) if rows.len() == long.page as usize => after = id(last),
             _ => break,
         }
     }
     let measured = rate(seen, started.elapsed());
-    assert_eq!(seen, LONG_STREAM, "raw read saw every event");
+    assert_eq!(seen, long.events, "raw read saw every event");
     Ok(measured)
 }
 

@@ -3,6 +3,7 @@
 //! `(stream, dedup_key)` have the last word, so two appenders can never both win.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mongodb::bson::doc;
 use mongodb::error::ErrorKind;
@@ -28,14 +29,21 @@ pub async fn append(
     expected: ExpectedVersion,
 ) -> Result<AppendResult> {
     if store.transactions {
+        // The first try lets the unique index find taken dedup keys; only after it refused
+        // one does a try look them up first (a lookup per append costs a query that scans the
+        // stream's keys on some servers).
+        let look_up = AtomicBool::new(false);
         return transact!(store, |session| {
-            attempt(store, &mut session, stream, inputs, expected).await
+            attempt(store, &mut session, stream, inputs, expected, &look_up).await
         });
     }
     let mut lease = Lease::acquire(store, stream).await?;
     let mut retry = Retry::new();
     let result = loop {
-        match attempt(store, &mut None, stream, inputs, expected).await {
+        // Without a transaction a refused key would leave part of the batch written: look
+        // keys up first, always.
+        let look_up = AtomicBool::new(true);
+        match attempt(store, &mut None, stream, inputs, expected, &look_up).await {
             Err(e) if retry.again(&e).await => continue,
             other => break other,
         }
@@ -52,7 +60,17 @@ pub async fn append_in(
     inputs: &[AppendInput],
     expected: ExpectedVersion,
 ) -> Result<AppendResult> {
-    attempt(store, &mut Some(session), stream, inputs, expected).await
+    // A refused key would abort the caller's transaction: look keys up first.
+    let look_up = AtomicBool::new(true);
+    attempt(
+        store,
+        &mut Some(session),
+        stream,
+        inputs,
+        expected,
+        &look_up,
+    )
+    .await
 }
 
 /// One try: read the stream's version and taken keys, plan, write. A race lost to another
@@ -63,32 +81,24 @@ async fn attempt(
     stream: &str,
     inputs: &[AppendInput],
     expected: ExpectedVersion,
+    look_up: &AtomicBool,
 ) -> Result<AppendResult> {
     let current = version(store, session, stream).await?;
     let keys = dedup_keys(inputs);
-    let taken: HashMap<String, EntryId> = if keys.is_empty() || current == 0 {
-        HashMap::new()
-    } else {
-        let found = store
-            .find_all(
-                session,
-                &store.entries,
-                doc! {field::STREAM: stream, field::DEDUP_KEY: {"$in": keys}},
-                Some(doc! {field::DEDUP_KEY: 1}),
-            )
-            .await?;
-        found
-            .iter()
-            .map(|d| {
-                let id = EntryId::new(stored::int(d, field::ID)?);
-                match d.get_str(field::DEDUP_KEY) {
-                    Ok(key) => Ok((key.to_owned(), id)),
-                    Err(_) => Err(Error::corrupt(format_args!("entry {id}: bad dedup_key"))),
-                }
-            })
-            .collect::<Result<_>>()?
+    let mut taken = HashMap::new();
+    if !keys.is_empty() && current > 0 && look_up.load(Ordering::Relaxed) {
+        taken = taken_keys(store, session, stream, keys.clone()).await?;
+    }
+    let plan = match plan_append(stream, inputs, current, &taken, expected) {
+        // A batch of duplicates only is an idempotent retry whatever `expected` says: only
+        // the keys can tell.
+        Err(Error::Conflict { .. }) if !keys.is_empty() && current > 0 && taken.is_empty() => {
+            look_up.store(true, Ordering::Relaxed);
+            taken = taken_keys(store, session, stream, keys).await?;
+            plan_append(stream, inputs, current, &taken, expected)?
+        }
+        other => other?,
     };
-    let plan = plan_append(stream, inputs, current, &taken, expected)?;
     if plan.is_empty() {
         return Ok(plan.result(&[]));
     }
@@ -114,7 +124,17 @@ async fn attempt(
             .update_one(doc! {"_id": stream}, doc! {"$max": {"last_id": last}});
         action.upsert(true).await.map_err(backend)?;
     }
+    // The feed position first: writers of the feed conflict on its counter until the first
+    // commits, and a loser learns it before sending its batch.
+    let change = StoredChange::Append {
+        ids: ids.clone(),
+        version: plan.new_version,
+    };
+    store.record_change(session, stream, change).await?;
     if let Err(e) = on!(session, store.entries.insert_many(docs).ordered(true)) {
+        if is_duplicate_key(&e) {
+            look_up.store(true, Ordering::Relaxed);
+        }
         return Err(insert_failed(e, session.is_some(), stream));
     }
     let new_version = plan.new_version as i64;
@@ -146,12 +166,34 @@ async fn attempt(
             action.await.map_err(backend)?;
         }
     }
-    let change = StoredChange::Append {
-        ids: ids.clone(),
-        version: plan.new_version,
-    };
-    store.record_change(session, stream, change).await?;
     Ok(plan.result(&ids))
+}
+
+/// Which of `keys` the stream's entries hold, and under which ids.
+async fn taken_keys(
+    store: &MongoBackend,
+    session: &mut Tx<'_>,
+    stream: &str,
+    keys: Vec<&str>,
+) -> Result<HashMap<String, EntryId>> {
+    let found = store
+        .find_all(
+            session,
+            &store.entries,
+            doc! {field::STREAM: stream, field::DEDUP_KEY: {"$in": keys}},
+            Some(doc! {field::DEDUP_KEY: 1}),
+        )
+        .await?;
+    found
+        .iter()
+        .map(|d| {
+            let id = EntryId::new(stored::int(d, field::ID)?);
+            match d.get_str(field::DEDUP_KEY) {
+                Ok(key) => Ok((key.to_owned(), id)),
+                Err(_) => Err(Error::corrupt(format_args!("entry {id}: bad dedup_key"))),
+            }
+        })
+        .collect()
 }
 
 /// The stream's version, read in `session`. Without transactions the highest stored version

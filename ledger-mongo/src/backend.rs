@@ -364,7 +364,7 @@ impl MongoBackend {
         options: &ReadOptions,
         one_stream: bool,
     ) -> Result<Vec<Entry>> {
-        self.select_where(query, options, one_stream, |_| true)
+        self.select_where(query, options, one_stream, None::<fn(&Entry) -> bool>)
             .await
     }
 
@@ -374,7 +374,7 @@ impl MongoBackend {
         query: Document,
         options: &ReadOptions,
         one_stream: bool,
-        keep: impl Fn(&Entry) -> bool + Send,
+        keep: Option<impl Fn(&Entry) -> bool + Send>,
     ) -> Result<Vec<Entry>> {
         let order = match options.direction {
             Direction::Ascending => 1,
@@ -389,6 +389,12 @@ impl MongoBackend {
             .entries
             .find(query)
             .sort(doc! {key: order})
+            // Without a filter of its own, the server stops at the limit.
+            .limit(
+                keep.is_none()
+                    .then_some(i64::from(options.limit))
+                    .unwrap_or(0),
+            )
             .batch_size(options.limit)
             .projection(stored::entry_projection())
             .await
@@ -400,7 +406,7 @@ impl MongoBackend {
                 break;
             };
             let entry = stored::entry_of(&doc)?;
-            if keep(&entry) {
+            if keep.as_ref().is_none_or(|keep| keep(&entry)) {
                 entries.push(entry);
             }
         }
@@ -714,9 +720,12 @@ impl SearchBackend for MongoBackend {
                 }
                 let text = query.text.as_str();
                 return self
-                    .select_where(filter, options, stream.is_some(), |entry| {
-                        payload_contains(&entry.payload, text)
-                    })
+                    .select_where(
+                        filter,
+                        options,
+                        stream.is_some(),
+                        Some(|entry: &Entry| payload_contains(&entry.payload, text)),
+                    )
                     .await;
             }
         }

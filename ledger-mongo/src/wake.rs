@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::bson::Document;
+use mongodb::change_stream::event::OperationType;
 
 use ledger_core::backend::CommitSignal;
 
@@ -38,13 +39,18 @@ async fn watch(collection: Collection<Document>, signal: Weak<CommitSignal>) {
                     };
                     signal.committed();
                 }
-                loop {
+                // A stream that ends (its collection dropped: an invalidate event) is opened
+                // again after the pause, never polled while closed.
+                while events.is_alive() {
                     match events.try_next().await {
-                        Ok(Some(_)) => {
+                        Ok(Some(event)) => {
                             let Some(signal) = signal.upgrade() else {
                                 return;
                             };
                             signal.committed();
+                            if event.operation_type == OperationType::Invalidate {
+                                break;
+                            }
                         }
                         Ok(None) => break,
                         Err(e) => {
