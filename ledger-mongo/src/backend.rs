@@ -390,11 +390,11 @@ impl MongoBackend {
             .find(query)
             .sort(doc! {key: order})
             // Without a filter of its own, the server stops at the limit.
-            .limit(
-                keep.is_none()
-                    .then_some(i64::from(options.limit))
-                    .unwrap_or(0),
-            )
+            .limit(if keep.is_none() {
+                i64::from(options.limit)
+            } else {
+                0
+            })
             .batch_size(options.limit)
             .projection(stored::entry_projection())
             .await
