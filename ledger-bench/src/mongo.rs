@@ -335,8 +335,9 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
              fresh collections for every run, dropped after it. The server's own time per \
              command dominates (tens of ms for a batch of 100), so these ratios say how much \
              ledger adds on top of the driver on that server, not what a real mongod would give. \
-             On it, an append to a stream that holds entries looks its dedup keys up with a find \
-             that scans the stream (the Any rows fall as the streams grow), and a page costs more \
+             Ledger's append is a transaction of five commands where the baseline sends one \
+             insert_many (read the stream's document, take ids, insert, update the stream's \
+             document, commit; with the feed, two more), and on this server a page costs more \
              the more entries of the stream are left after it",
             build.get_str("version").unwrap_or("?")
         ),
