@@ -150,18 +150,7 @@ impl MongoBackend {
             .find(filter)
             .projection(projection.unwrap_or_default())
             .sort(doc! {"_id": 1});
-        match session.as_mut() {
-            Some(session) => {
-                let mut cursor = action.session(&mut **session).await.map_err(backend)?;
-                cursor.stream(session).try_collect().await.map_err(backend)
-            }
-            None => action
-                .await
-                .map_err(backend)?
-                .try_collect()
-                .await
-                .map_err(backend),
-        }
+        collect(session, action).await
     }
 
     /// The entry `id` of `stream` as stored, read in `session`.
@@ -203,22 +192,7 @@ impl MongoBackend {
                 .find(range.clone())
                 .projection(doc! {field::ID: 1})
                 .limit(TRIM_CHUNK);
-            let found: Vec<Document> = match session.as_mut() {
-                Some(session) => {
-                    let mut cursor = action.session(&mut **session).await.map_err(backend)?;
-                    cursor
-                        .stream(session)
-                        .try_collect()
-                        .await
-                        .map_err(backend)?
-                }
-                None => action
-                    .await
-                    .map_err(backend)?
-                    .try_collect()
-                    .await
-                    .map_err(backend)?,
-            };
+            let found = collect(session, action).await?;
             let ids = found
                 .iter()
                 .map(|d| stored::int(d, field::ID))
@@ -435,6 +409,26 @@ impl MongoBackend {
             .cursor_store(true)
             .health(true)
             .replication(tx.then_some(Replication::Transactional))
+    }
+}
+
+/// Every document `find` returns, in `session` if there is one (a cursor of a session is read
+/// through the session).
+async fn collect(
+    session: &mut Tx<'_>,
+    find: mongodb::action::Find<'_, Document>,
+) -> Result<Vec<Document>> {
+    match session.as_mut() {
+        Some(session) => {
+            let mut cursor = find.session(&mut **session).await.map_err(backend)?;
+            cursor.stream(session).try_collect().await.map_err(backend)
+        }
+        None => find
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend),
     }
 }
 
@@ -788,10 +782,8 @@ fn stored_record(doc: &Document) -> Result<StoredRecord> {
                 Bson::Array(pair) if pair.len() == 2 => pair,
                 _ => return Err(corrupt("an id run is not a pair")),
             };
-            let number = |b: &Bson| match b {
-                Bson::Int64(n) => Ok(*n),
-                Bson::Int32(n) => Ok(i64::from(*n)),
-                _ => Err(corrupt("an id run holds a non-integer")),
+            let number = |b: &Bson| {
+                stored::integer(b).ok_or_else(|| corrupt("an id run holds a non-integer"))
             };
             runs.push([number(&pair[0])?, number(&pair[1])?]);
         }

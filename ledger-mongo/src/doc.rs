@@ -73,14 +73,25 @@ fn from_datetime(time: bson::DateTime) -> Option<DateTime<Utc>> {
 
 /// A stored integer: servers may hand back `Int32` for what was written as `Int64`.
 pub fn int(doc: &Document, key: &str) -> Result<i64> {
-    match doc.get(key) {
-        Some(Bson::Int64(n)) => Ok(*n),
-        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+    let value = doc.get(key);
+    if let Some(n) = value.and_then(integer) {
+        return Ok(n);
+    }
+    match value {
         Some(Bson::Double(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
         other => Err(Error::corrupt(format_args!(
             "field {key} of {} is {other:?}, not an integer",
             describe(doc)
         ))),
+    }
+}
+
+/// An integer value, `Int64` or the `Int32` a server may narrow it to.
+pub fn integer(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int64(n) => Some(*n),
+        Bson::Int32(n) => Some(i64::from(*n)),
+        _ => None,
     }
 }
 
