@@ -20,12 +20,15 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// `ExpectedVersion` conditions are decided by the database: of two appenders expecting
-    /// the same version exactly one wins. Without it, appends accept only
-    /// [`crate::ExpectedVersion::Any`].
+    /// `ExpectedVersion` conditions are enforced: of two appenders expecting the same version
+    /// exactly one wins (among the writers [`Capabilities::conditions`] names). Without it,
+    /// appends accept only [`crate::ExpectedVersion::Any`].
     pub expected_version: bool,
-    /// Dedup keys are enforced.
+    /// Dedup keys are enforced (among the writers [`Capabilities::conditions`] names).
     pub dedup: bool,
+    /// Among which writers expected versions, dedup keys, gapless versions and annotation
+    /// merges hold.
+    pub conditions: Conditions,
     /// Appends are atomic: all entries of a batch are written, or none.
     pub atomic_append: bool,
     /// `set_tags` is supported.
@@ -51,6 +54,19 @@ pub struct Capabilities {
     /// Replicated feed records can be applied ([`crate::Store::apply_replicated`]), and how the
     /// cursor is kept with them.
     pub replication: Option<Replication>,
+}
+
+/// Among which writers a store's write conditions hold: expected versions, dedup keys, versions
+/// without gaps or repeats, and annotation merges that lose no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Conditions {
+    /// Among the tasks sharing one store handle (it and its clones). The database cannot decide
+    /// them (no transactions, no unique constraints), so the handle does: writers through other
+    /// handles, in this process or another, must write other streams.
+    Handle,
+    /// Among every writer of the database, in any process: the database decides them.
+    Database,
 }
 
 /// The search modes a store offers.
@@ -141,11 +157,12 @@ pub enum Replication {
 }
 
 impl Capabilities {
-    /// Nothing offered, seconds-precise timestamps: the start for a backend naming what it keeps.
+    /// Nothing offered, seconds-precise timestamps, conditions held by one handle: the start for a backend naming what it keeps.
     pub const fn none() -> Self {
         Capabilities {
             expected_version: false,
             dedup: false,
+            conditions: Conditions::Handle,
             atomic_append: false,
             tags: false,
             annotations: false,
@@ -170,6 +187,12 @@ impl Capabilities {
     /// Sets [`Capabilities::dedup`].
     pub const fn dedup(mut self, on: bool) -> Self {
         self.dedup = on;
+        self
+    }
+
+    /// Sets [`Capabilities::conditions`].
+    pub const fn conditions(mut self, conditions: Conditions) -> Self {
+        self.conditions = conditions;
         self
     }
 

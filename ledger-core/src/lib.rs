@@ -84,7 +84,9 @@ pub mod testkit;
 mod upcast;
 mod validate;
 
-pub use capabilities::{Capabilities, FeedOrder, Replication, SearchModes, TimestampPrecision};
+pub use capabilities::{
+    Capabilities, Conditions, FeedOrder, Replication, SearchModes, TimestampPrecision,
+};
 pub use codec::{Codec, JsonCodec};
 pub use consumer::{Checkpoint, CursorCheckpoint, FeedConsumer};
 pub use entry::{

@@ -17,7 +17,9 @@ use crate::backend::{
     Backend, ChangeFeedBackend, CommitSignal, CursorBackend, HealthBackend, ReplicaBackend,
     SearchBackend,
 };
-use crate::capabilities::{Capabilities, FeedOrder, Replication, SearchModes, TimestampPrecision};
+use crate::capabilities::{
+    Capabilities, Conditions, FeedOrder, Replication, SearchModes, TimestampPrecision,
+};
 use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
 use crate::error::{Error, Result};
 use crate::feed::{FeedRecord, Mutation};
@@ -339,6 +341,7 @@ impl From<MemoryStore> for Store {
 const CAPABILITIES: Capabilities = Capabilities::none()
     .expected_version(true)
     .dedup(true)
+    .conditions(Conditions::Database)
     .atomic_append(true)
     .tags(true)
     .annotations(true)

@@ -331,16 +331,8 @@ impl Filter {
 /// and JSON punctuation are not searched, so every backend matches alike whatever text its
 /// database renders for a payload.
 pub fn payload_contains(payload: &serde_json::Value, text: &str) -> bool {
-    use serde_json::Value;
     let needle = text.to_ascii_lowercase();
-    let mut pending = vec![payload];
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::String(s) if s.to_ascii_lowercase().contains(&needle) => return true,
-            Value::Array(items) => pending.extend(items),
-            Value::Object(map) => pending.extend(map.values()),
-            _ => {}
-        }
-    }
-    false
+    crate::backend::payload_strings(payload)
+        .into_iter()
+        .any(|s| s.to_ascii_lowercase().contains(&needle))
 }

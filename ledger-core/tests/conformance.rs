@@ -1,7 +1,13 @@
 //! The conformance suite and model test against the reference `MemoryStore`.
 
-use ledger_core::testkit::StoreFactory;
+use std::sync::LazyLock;
+
+use ledger_core::testkit::{StoreFactory, Tables};
 use ledger_core::{MemoryStore, Result, Store, validate_table_name};
+
+/// The tables opened so far: opening one again is another handle on the same store, as on a
+/// database.
+static TABLES: LazyLock<Tables<MemoryStore>> = LazyLock::new(Tables::default);
 
 struct Memory;
 
@@ -18,7 +24,9 @@ impl StoreFactory for Memory {
 
     async fn open(&self, table: &str) -> Result<MemoryStore> {
         validate_table_name(table)?;
-        Ok(MemoryStore::named(table))
+        TABLES
+            .open(table, || async { Ok(MemoryStore::named(table)) })
+            .await
     }
 }
 

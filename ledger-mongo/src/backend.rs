@@ -19,9 +19,9 @@ use ledger_core::backend::{
     SearchBackend,
 };
 use ledger_core::{
-    AppendInput, AppendResult, Capabilities, Direction, Entry, EntryId, Error, ExpectedVersion,
-    FeedOrder, FeedRecord, ListOptions, Mutation, ReadOptions, Replication, Result, SearchMode,
-    SearchModes, SearchQuery, StreamStat, TimestampPrecision, payload_contains,
+    AppendInput, AppendResult, Capabilities, Conditions, Direction, Entry, EntryId, Error,
+    ExpectedVersion, FeedOrder, FeedRecord, ListOptions, Mutation, ReadOptions, Replication,
+    Result, SearchMode, SearchModes, SearchQuery, StreamStat, TimestampPrecision, payload_contains,
 };
 
 use crate::doc::{self as stored, field};
@@ -397,6 +397,7 @@ impl MongoBackend {
         Capabilities::none()
             .expected_version(true)
             .dedup(true)
+            .conditions(Conditions::Database)
             .atomic_append(tx)
             .tags(true)
             .annotations(true)

@@ -163,17 +163,10 @@ pub fn depth(value: &Value) -> usize {
 /// matches (`ledger_core::payload_contains`), kept beside the payload so one indexed regex
 /// over an array finds it.
 pub fn search_strings(value: &Value) -> Vec<String> {
-    let mut strings = Vec::new();
-    let mut pending = vec![value];
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::String(s) => strings.push(s.to_ascii_lowercase()),
-            Value::Array(items) => pending.extend(items.iter().rev()),
-            Value::Object(map) => pending.extend(map.values().rev()),
-            _ => {}
-        }
-    }
-    strings
+    ledger_core::backend::payload_strings(value)
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The longest run of ASCII letters, digits and spaces in `text`, lowercased: a regular

@@ -14,9 +14,9 @@ use ledger_core::backend::{
     SearchBackend,
 };
 use ledger_core::{
-    AppendInput, AppendResult, Capabilities, Entry, EntryId, Error, ExpectedVersion, FeedOrder,
-    FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result, SearchMode,
-    SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    AppendInput, AppendResult, Capabilities, Conditions, Entry, EntryId, Error, ExpectedVersion,
+    FeedOrder, FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result,
+    SearchMode, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
@@ -104,6 +104,7 @@ impl Backend for PostgresBackend {
         Capabilities::none()
             .expected_version(true)
             .dedup(true)
+            .conditions(Conditions::Database)
             .atomic_append(true)
             .tags(true)
             .annotations(true)

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-use ledger_core::testkit::{OpenAppend, StoreFactory, TransactionalFactory};
+use ledger_core::testkit::{OpenAppend, StoreFactory, Tables, TransactionalFactory};
 use ledger_core::{AppendInput, ExpectedVersion, Result};
 use ledger_sqlite::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -103,10 +103,15 @@ impl StoreFactory for SqliteInMemory {
     type Handle = SqliteStore;
 
     async fn open(&self, table: &str) -> Result<SqliteStore> {
-        SqliteStore::builder()
-            .table(table)
-            .change_feed(true)
-            .open_in_memory()
+        // Opening a table again is another handle on its database, as with a file.
+        static TABLES: LazyLock<Tables<SqliteStore>> = LazyLock::new(Tables::default);
+        TABLES
+            .open(table, || {
+                SqliteStore::builder()
+                    .table(table)
+                    .change_feed(true)
+                    .open_in_memory()
+            })
             .await
     }
 }

@@ -218,3 +218,20 @@ pub fn stored_position(position: u64) -> Result<i64> {
         ))
     })
 }
+
+/// The string values of a payload, depth first, in document order: what substring search
+/// matches (keys, numbers and JSON punctuation never match).
+pub fn payload_strings(payload: &serde_json::Value) -> Vec<&str> {
+    use serde_json::Value;
+    let mut strings = Vec::new();
+    let mut pending = vec![payload];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) => strings.push(s.as_str()),
+            Value::Array(items) => pending.extend(items.iter().rev()),
+            Value::Object(map) => pending.extend(map.values().rev()),
+            _ => {}
+        }
+    }
+    strings
+}

@@ -76,6 +76,32 @@ pub trait StoreFactory: Send + Sync + 'static {
     }
 }
 
+/// The handles a factory whose stores live in the process (in memory) has opened, by table:
+/// opening a table again gives another handle on the same store, as a database server does.
+pub struct Tables<H>(tokio::sync::Mutex<std::collections::HashMap<String, H>>);
+
+impl<H> Default for Tables<H> {
+    fn default() -> Self {
+        Tables(Default::default())
+    }
+}
+
+impl<H: Clone> Tables<H> {
+    /// The handle opened on `table` before, else the one `open` opens (and keeps).
+    pub async fn open<Fut>(&self, table: &str, open: impl FnOnce() -> Fut) -> Result<H>
+    where
+        Fut: Future<Output = Result<H>>,
+    {
+        let mut tables = self.0.lock().await;
+        if let Some(handle) = tables.get(table) {
+            return Ok(handle.clone());
+        }
+        let handle = open().await?;
+        tables.insert(table.to_owned(), handle.clone());
+        Ok(handle)
+    }
+}
+
 /// An append held open inside a database transaction, for the gap-safety test.
 #[async_trait]
 pub trait OpenAppend: Send {
@@ -106,6 +132,9 @@ pub enum Requires {
     ExpectedVersion,
     /// [`Capabilities::dedup`].
     Dedup,
+    /// Write conditions decided by the database ([`crate::Conditions::Database`]), so they
+    /// hold across store handles.
+    DatabaseConditions,
     /// [`Capabilities::atomic_append`].
     AtomicAppend,
     /// [`Capabilities::tags`].
@@ -137,6 +166,10 @@ impl Requires {
             Requires::Nothing => (true, ""),
             Requires::ExpectedVersion => (caps.expected_version, "no expected-version checks"),
             Requires::Dedup => (caps.dedup, "no dedup"),
+            Requires::DatabaseConditions => (
+                caps.conditions == crate::Conditions::Database,
+                "write conditions hold within one store handle only",
+            ),
             Requires::AtomicAppend => (caps.atomic_append, "appends are not atomic"),
             Requires::Tags => (caps.tags, "no tags"),
             Requires::Annotations => (caps.annotations, "no annotations"),

@@ -59,6 +59,52 @@ pub async fn concurrent_exact_appends_have_exactly_one_winner<F: StoreFactory>(f
     );
 }
 
+/// Appenders through two handles opened separately on one table, expecting the same version,
+/// have exactly one winner: the database decides, not the handle.
+pub async fn exact_appends_through_two_handles_have_exactly_one_winner<F: StoreFactory>(
+    factory: &F,
+) {
+    const TASKS: u64 = 8;
+    let table = crate::testkit::fresh_table();
+    let mut handles = Vec::new();
+    for i in 0..2 {
+        let handle = factory
+            .open(&table)
+            .await
+            .unwrap_or_else(|e| panic!("handle {i} on table {table}: {e}"));
+        handles.push(handle.as_ref().clone());
+    }
+    let barrier = Arc::new(Barrier::new(2 * TASKS as usize));
+    let tasks: Vec<_> = (0..2 * TASKS)
+        .map(|i| {
+            let store = handles[(i % 2) as usize].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append("shared", vec![item(i)], ExpectedVersion::NoStream)
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("appender task panicked") {
+            Ok(_) => winners.push(i),
+            Err(Error::Conflict { .. }) => {}
+            Err(e) => panic!("task {i}: expected Ok or Conflict, got {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one appender wins: {winners:?}");
+    for (i, store) in handles.iter().enumerate() {
+        assert_eq!(
+            versions(&read_all(store, "shared").await),
+            [1],
+            "handle {i} reads the one winning entry"
+        );
+    }
+}
+
 /// 16 concurrent appenders with `Any`, several batches each, produce versions 1..=N without
 /// gaps or duplicates, in id order, each batch contiguous.
 pub async fn concurrent_any_appends_produce_gapless_versions<F: StoreFactory>(factory: &F) {

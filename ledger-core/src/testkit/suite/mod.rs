@@ -102,6 +102,10 @@ pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
             [ExpectedVersion]
         ),
         behaviour!(
+            concurrency::exact_appends_through_two_handles_have_exactly_one_winner,
+            [ExpectedVersion, DatabaseConditions]
+        ),
+        behaviour!(
             concurrency::concurrent_any_appends_produce_gapless_versions,
             []
         ),
@@ -211,11 +215,15 @@ pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
         ),
         behaviour!(
             replication::replicated_records_reproduce_the_source_exactly,
-            [Replication, Tags, Annotations, Trim, Rename]
+            [Replication, Tags, Annotations, Trim]
         ),
         behaviour!(
             replication::replaying_any_prefix_of_the_feed_changes_nothing,
-            [Replication, Tags, Annotations, Trim, Rename]
+            [Replication, Tags, Annotations, Trim]
+        ),
+        behaviour!(
+            replication::concurrent_replays_of_one_feed_leave_one_copy,
+            [Replication, Tags, Annotations, Trim]
         ),
         behaviour!(
             replication::replicated_ids_held_by_other_entries_are_refused,
