@@ -6,6 +6,7 @@
 //! report gives medians. `--quick` shrinks every workload (for checking the harness, not for
 //! numbers).
 
+mod clickhouse;
 mod mongo;
 mod postgres;
 mod report;
@@ -40,7 +41,7 @@ pub struct Sizes {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only sqlite|postgres|mongodb` measures one backend (BENCHMARKS.md is then not written).
+    // `--only sqlite|postgres|mongodb|clickhouse` measures one backend (BENCHMARKS.md is then not written).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -75,6 +76,17 @@ async fn main() {
         long: Long {
             events: if quick { 3_000 } else { 6_000 },
             page: if quick { 1_000 } else { 3_000 },
+        },
+        ..sizes
+    };
+    // ClickHouse: inserts are cheap, but the current engine answers through a Python front.
+    let clickhouse_sizes = Sizes {
+        batches: if quick { 10 } else { 100 },
+        read_entries: if quick { 3_000 } else { 20_000 },
+        repeats: if quick { 1 } else { 3 },
+        long: Long {
+            events: if quick { 3_000 } else { 20_000 },
+            page: if quick { 1_000 } else { 5_000 },
         },
         ..sizes
     };
@@ -114,6 +126,43 @@ async fn main() {
         Err(_) => {
             eprintln!("bench: LEDGER_MONGODB_URL is not set; run through `cargo xtask bench`");
             std::process::exit(1);
+        }
+    }
+    if wants("clickhouse") {
+        report.setting(
+            "ClickHouse sizes",
+            format!(
+                "{} batches of {} (to the writer's own stream with ExpectedVersion::Any); {} \
+                 entries read back by cursor pagination in pages of {}; one stream of {} events \
+                 read whole in pages of {} (each read stream written in one append); {} \
+                 repetitions",
+                clickhouse_sizes.batches,
+                clickhouse_sizes.batch,
+                clickhouse_sizes.read_entries,
+                clickhouse_sizes.page,
+                clickhouse_sizes.long.events,
+                clickhouse_sizes.long.page,
+                clickhouse_sizes.repeats
+            ),
+        );
+    }
+    for (backend, var) in [
+        ("ClickHouse", "LEDGER_CLICKHOUSE_URL"),
+        ("ClickHouse 18.16", "LEDGER_CLICKHOUSE_LEGACY_URL"),
+    ] {
+        match std::env::var(var) {
+            _ if !wants("clickhouse") => {}
+            Ok(url) => {
+                if let Err(e) = clickhouse::run(backend, &url, clickhouse_sizes, &mut report).await
+                {
+                    eprintln!("bench: {backend} failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+            Err(_) => {
+                eprintln!("bench: {var} is not set; run through `cargo xtask bench`");
+                std::process::exit(1);
+            }
         }
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");

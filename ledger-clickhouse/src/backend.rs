@@ -25,7 +25,7 @@ use crate::error::backend;
 use crate::replica::Target;
 use crate::row::{self, COLUMNS, NewRow, StoredRow};
 use crate::schema::{Dialect, Names};
-use crate::writer::{StreamGuard, Tip, Writers};
+use crate::writer::{Keys, MAX_STREAM_KEYS, StreamGuard, StreamState, Tip, Writers};
 
 /// How long a trim waits for its mutation before it reports a timeout.
 const MUTATION_LIMIT: Duration = Duration::from_secs(60);
@@ -194,22 +194,58 @@ impl ClickHouseBackend {
         Ok(Tip { version, last_id })
     }
 
-    /// The tip the lock holds, read first if it holds none.
-    async fn tip(&self, guard: &mut StreamGuard, stream: &str) -> Result<Tip> {
-        match **guard {
-            Some(tip) => Ok(tip),
-            None => {
-                let tip = self.read_tip(stream).await?;
-                **guard = Some(tip);
-                Ok(tip)
-            }
+    /// What the lock holds of the stream, its tip read first if it holds nothing.
+    async fn state<'g>(&self, guard: &'g mut StreamGuard, stream: &str) -> Result<&'g mut StreamState> {
+        if guard.is_none() {
+            let tip = self.read_tip(stream).await?;
+            **guard = Some(StreamState {
+                tip,
+                keys: Keys::Unread,
+            });
         }
+        Ok(guard.as_mut().expect("just filled"))
     }
 
-    /// The ids of the entries of `stream` holding any of `keys`.
-    async fn stored_keys(&self, stream: &str, keys: &[&str]) -> Result<HashMap<String, EntryId>> {
+    /// Which of `keys` the stream holds, with their entries' ids: from the keys the handle keeps,
+    /// read whole on the stream's first append with keys while they are few enough, else looked
+    /// up.
+    async fn stored_keys(
+        &self,
+        state: &mut StreamState,
+        stream: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, EntryId>> {
+        if matches!(state.keys, Keys::Unread) {
+            let sql = format!(
+                "SELECT assumeNotNull(dedup_key), id FROM {} WHERE stream = ? \
+                 AND isNotNull(dedup_key) LIMIT {}",
+                self.names.entries,
+                MAX_STREAM_KEYS + 1
+            );
+            let all: Vec<(String, i64)> = self
+                .client
+                .query(&sql)
+                .bind(stream)
+                .fetch_all()
+                .await
+                .map_err(backend)?;
+            let mut set = self.writers.key_set();
+            let all = all.into_iter().map(|(k, id)| (k, EntryId::new(id))).collect();
+            state.keys = if set.extend(all) {
+                Keys::Kept(set)
+            } else {
+                Keys::LookedUp
+            };
+        }
+        if let Keys::Kept(set) = &state.keys {
+            return Ok(keys
+                .iter()
+                .filter_map(|k| set.get(k).map(|id| ((*k).to_owned(), id)))
+                .collect());
+        }
         let sql = format!(
-            "SELECT assumeNotNull(dedup_key), id FROM {} WHERE stream = ? AND has(?, assumeNotNull(dedup_key)) AND isNotNull(dedup_key)",
+            "SELECT assumeNotNull(dedup_key), id FROM {} WHERE stream = ? \
+             AND isNotNull(dedup_key) AND has(?, assumeNotNull(dedup_key))",
             self.names.entries
         );
         let found: Vec<(String, i64)> = self
@@ -297,7 +333,8 @@ impl ClickHouseBackend {
     /// them; how many there were.
     pub async fn delete_up_to(&self, stream: &str, up_to: EntryId) -> Result<u64> {
         let mut guard = self.writers.lock(stream).await;
-        let tip = self.tip(&mut guard, stream).await?;
+        let state = self.state(&mut guard, stream).await?;
+        let tip = state.tip;
         let count_sql = format!(
             "SELECT count() FROM {} FINAL WHERE stream = ? AND id <= ?",
             self.names.entries
@@ -330,6 +367,13 @@ impl ClickHouseBackend {
                 query.execute().await.map_err(backend)?;
                 self.await_mutations().await?;
             }
+        }
+        if let Some(StreamState {
+            keys: Keys::Kept(set),
+            ..
+        }) = guard.as_mut()
+        {
+            set.trim(up_to);
         }
         self.signal.committed();
         Ok(count)
@@ -366,8 +410,8 @@ impl ClickHouseBackend {
         }
     }
 
-    /// Forgets the tip of `stream` (written by a replication, not by an append).
-    pub async fn forget_tip(&self, stream: &str) {
+    /// Forgets what the handle knows of `stream` (written by a replication, not an append).
+    pub async fn forget(&self, stream: &str) {
         *self.writers.lock(stream).await = None;
     }
 }
@@ -405,12 +449,13 @@ impl Backend for ClickHouseBackend {
         expected: ExpectedVersion,
     ) -> Result<AppendResult> {
         let mut guard = self.writers.lock(stream).await;
-        let tip = self.tip(&mut guard, stream).await?;
+        let state = self.state(&mut guard, stream).await?;
+        let tip = state.tip;
         let keys = dedup_keys(&inputs);
         let stored = if keys.is_empty() {
             HashMap::new()
         } else {
-            self.stored_keys(stream, &keys).await?
+            self.stored_keys(state, stream, &keys).await?
         };
         let plan = plan_append(stream, &inputs, tip.version, &stored, expected)?;
         if plan.is_empty() {
@@ -435,13 +480,23 @@ impl Backend for ClickHouseBackend {
                 NewRow::appended(stream, *id, version, &inputs[index], payload, created_at)
             })
             .collect();
-        // Until the insert answers, nobody knows whether it wrote: read the tip again then.
-        *guard = None;
+        // Until the insert answers, nobody knows whether it wrote: read the stream again then.
+        let mut state = guard.take().expect("the state was read");
         self.insert(&rows).await?;
-        *guard = Some(Tip {
+        state.tip = Tip {
             version: plan.new_version,
             last_id: first + count as i64 - 1,
-        });
+        };
+        if let Keys::Kept(set) = &mut state.keys {
+            let new: Vec<(String, EntryId)> = rows
+                .iter()
+                .filter_map(|r| Some((r.dedup_key?.to_owned(), EntryId::new(r.id))))
+                .collect();
+            if !set.extend(new) {
+                state.keys = Keys::LookedUp;
+            }
+        }
+        *guard = Some(state);
         drop(guard);
         self.signal.committed();
         Ok(plan.result(&ids))

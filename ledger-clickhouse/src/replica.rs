@@ -74,7 +74,7 @@ impl ReplicaTarget for Target<'_> {
         streams.sort_unstable();
         streams.dedup();
         for stream in streams {
-            self.backend.forget_tip(stream).await;
+            self.backend.forget(stream).await;
         }
         self.backend.signal.committed();
         Ok(())
@@ -82,7 +82,7 @@ impl ReplicaTarget for Target<'_> {
 
     async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()> {
         self.backend.keep_version(stream, version).await?;
-        self.backend.forget_tip(stream).await;
+        self.backend.forget(stream).await;
         Ok(())
     }
 

@@ -1,12 +1,15 @@
 //! What a store handle decides itself, since ClickHouse has neither transactions nor unique
-//! constraints: writes to one stream take turns under the stream's lock, which also keeps the
-//! stream's tip (version and last id) once read, and ids come from the clock.
+//! constraints: writes to one stream take turns under the stream's lock, which also keeps what
+//! the handle knows of the stream (its tip, and its dedup keys while there are few enough), and
+//! ids come from the clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
+
+use ledger_core::EntryId;
 
 /// A stream's version and its highest id, as this handle last wrote or read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,8 +18,70 @@ pub struct Tip {
     pub last_id: i64,
 }
 
-/// The stream's lock, holding its tip once known (`None`: read it from the database).
-pub type StreamGuard = OwnedMutexGuard<Option<Tip>>;
+/// What a handle knows of a stream it writes.
+#[derive(Debug)]
+pub struct StreamState {
+    pub tip: Tip,
+    pub keys: Keys,
+}
+
+/// The dedup keys of a stream, as the handle knows them.
+#[derive(Debug)]
+pub enum Keys {
+    /// Not read yet.
+    Unread,
+    /// Every key the stream holds, with its entry's id: an append needs no look-up.
+    Kept(KeySet),
+    /// Too many to keep: each append looks its keys up.
+    LookedUp,
+}
+
+/// Dedup keys kept in memory, counted against the handle's budget.
+#[derive(Debug)]
+pub struct KeySet {
+    keys: HashMap<String, EntryId>,
+    budget: Arc<AtomicUsize>,
+}
+
+/// The most dedup keys one stream keeps in memory, and all streams of a handle together.
+pub const MAX_STREAM_KEYS: usize = 100_000;
+const MAX_HANDLE_KEYS: usize = 1_000_000;
+
+impl KeySet {
+    /// The id of the entry holding `key`.
+    pub fn get(&self, key: &str) -> Option<EntryId> {
+        self.keys.get(key).copied()
+    }
+
+    /// Adds `keys`; `false` (and nothing added) if the stream or the handle would keep too many.
+    pub fn extend(&mut self, keys: Vec<(String, EntryId)>) -> bool {
+        let held = self.budget.load(Ordering::Acquire);
+        if self.keys.len() + keys.len() > MAX_STREAM_KEYS || held + keys.len() > MAX_HANDLE_KEYS
+        {
+            return false;
+        }
+        self.budget.fetch_add(keys.len(), Ordering::AcqRel);
+        self.keys.extend(keys);
+        true
+    }
+
+    /// Forgets the keys of entries with id `<= up_to` (trimmed: their keys are free again).
+    pub fn trim(&mut self, up_to: EntryId) {
+        let before = self.keys.len();
+        self.keys.retain(|_, id| *id > up_to);
+        self.budget
+            .fetch_sub(before - self.keys.len(), Ordering::AcqRel);
+    }
+}
+
+impl Drop for KeySet {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.keys.len(), Ordering::AcqRel);
+    }
+}
+
+/// The stream's lock, holding what the handle knows of it (`None`: read it from the database).
+pub type StreamGuard = OwnedMutexGuard<Option<StreamState>>;
 
 /// How many idle stream locks a handle keeps before it forgets them (and their tips).
 const KEPT_STREAMS: usize = 4096;
@@ -24,8 +89,10 @@ const KEPT_STREAMS: usize = 4096;
 /// The per-handle writer state.
 #[derive(Debug, Default)]
 pub struct Writers {
-    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Tip>>>>>,
+    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<StreamState>>>>>,
     last_id: AtomicI64,
+    /// Dedup keys kept by all streams.
+    kept_keys: Arc<AtomicUsize>,
 }
 
 /// Microseconds from the Unix epoch to 2025-01-01, where the id clock starts.
@@ -67,6 +134,14 @@ impl Writers {
         first
     }
 
+    /// An empty key set on this handle's budget.
+    pub fn key_set(&self) -> KeySet {
+        KeySet {
+            keys: HashMap::new(),
+            budget: self.kept_keys.clone(),
+        }
+    }
+
     /// Records that ids up to `id` are taken (replicated entries keep theirs).
     pub fn saw_id(&self, id: i64) {
         self.last_id.fetch_max(id, Ordering::AcqRel);
@@ -90,22 +165,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_streams_lock_is_shared_and_keeps_its_tip() {
+    async fn a_streams_lock_is_shared_and_keeps_its_state() {
         let writers = Writers::default();
-        {
-            let mut guard = writers.lock("s").await;
-            *guard = Some(Tip {
-                version: 3,
-                last_id: 9,
-            });
-        }
-        assert_eq!(
-            *writers.lock("s").await,
-            Some(Tip {
-                version: 3,
-                last_id: 9
-            })
-        );
-        assert_eq!(*writers.lock("other").await, None);
+        let tip = Tip {
+            version: 3,
+            last_id: 9,
+        };
+        *writers.lock("s").await = Some(StreamState {
+            tip,
+            keys: Keys::Unread,
+        });
+        assert_eq!(writers.lock("s").await.as_ref().map(|s| s.tip), Some(tip));
+        assert!(writers.lock("other").await.is_none());
+    }
+
+    #[test]
+    fn kept_keys_count_against_the_budget_until_dropped_or_trimmed() {
+        let writers = Writers::default();
+        let mut set = writers.key_set();
+        let key = |n: i64| (format!("k{n}"), EntryId::new(n));
+        assert!(set.extend((1..=10).map(key).collect()));
+        assert_eq!(set.get("k3"), Some(EntryId::new(3)));
+        assert_eq!(writers.kept_keys.load(Ordering::Acquire), 10);
+        set.trim(EntryId::new(4));
+        assert_eq!(set.get("k3"), None);
+        assert_eq!(writers.kept_keys.load(Ordering::Acquire), 6);
+        let too_many = (0..MAX_STREAM_KEYS as i64).map(key).collect();
+        assert!(!set.extend(too_many), "over the stream's limit");
+        drop(set);
+        assert_eq!(writers.kept_keys.load(Ordering::Acquire), 0);
     }
 }

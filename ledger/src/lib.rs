@@ -37,6 +37,7 @@
 //! | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | [`sqlite`] (file, created if missing; or in memory) | `sqlite` (default) |
 //! | `postgres://…`, `postgresql://…` | [`postgres`] | `postgres` |
 //! | `mongodb://…`, `mongodb+srv://…` | [`mongo`] (`table` is the collection) | `mongodb` |
+//! | `clickhouse://[user:password@]host:port[/?database=name]` (HTTP; `clickhouses://`: HTTPS) | [`clickhouse`] (no change feed) | `clickhouse` |
 //!
 //! Two query parameters are the store's own and are taken off before the URL reaches the
 //! driver: `table` (the store's table, default `ledger_entries`) and `change_feed` (`true` or
@@ -47,6 +48,7 @@
 //! - `sqlite` (default): the embedded SQLite backend, [`sqlite`].
 //! - `postgres`: the PostgreSQL backend, [`postgres`].
 //! - `mongodb`: the MongoDB backend, [`mongo`].
+//! - `clickhouse`: the ClickHouse backend, [`clickhouse`].
 //!
 //! Each backend crate compiles only its own driver.
 #![deny(missing_docs)]
@@ -64,6 +66,10 @@ pub use ledger_postgres as postgres;
 /// The MongoDB backend (`ledger-mongo`).
 #[cfg(feature = "mongodb")]
 pub use ledger_mongo as mongo;
+
+/// The ClickHouse backend (`ledger-clickhouse`).
+#[cfg(feature = "clickhouse")]
+pub use ledger_clickhouse as clickhouse;
 
 /// The table a store uses unless the URL or the options name one.
 pub const DEFAULT_TABLE: &str = "ledger_entries";
@@ -120,6 +126,7 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Store> {
         Backend::Sqlite { path } => open_sqlite(path, &target.options).await,
         Backend::Postgres { url } => open_postgres(&url, &target.options).await,
         Backend::Mongo { url } => open_mongo(&url, &target.options).await,
+        Backend::ClickHouse { url } => open_clickhouse(&url, &target.options).await,
     }
 }
 
@@ -170,6 +177,25 @@ async fn open_mongo(_: &str, _: &OpenOptions) -> Result<Store> {
     Err(not_compiled("mongodb"))
 }
 
+#[cfg(feature = "clickhouse")]
+async fn open_clickhouse(url: &str, options: &OpenOptions) -> Result<Store> {
+    if options.change_feed {
+        return Err(Error::NotSupported(
+            "ClickHouse stores have no change feed (see ledger_clickhouse)".into(),
+        ));
+    }
+    let store = ledger_clickhouse::ClickHouseStore::builder()
+        .table(&options.table)
+        .connect(url)
+        .await?;
+    Ok(store.into())
+}
+
+#[cfg(not(feature = "clickhouse"))]
+async fn open_clickhouse(_: &str, _: &OpenOptions) -> Result<Store> {
+    Err(not_compiled("clickhouse"))
+}
+
 #[allow(dead_code)] // unused when every backend is compiled
 fn not_compiled(feature: &str) -> Error {
     Error::NotSupported(format!(
@@ -192,6 +218,8 @@ enum Backend {
     Postgres { url: String },
     /// The URL without the store's own parameters.
     Mongo { url: String },
+    /// The HTTP URL, with the database parameter if given.
+    ClickHouse { url: String },
 }
 
 impl Target {
@@ -199,7 +227,9 @@ impl Target {
         let bad = |why: &str| Error::InvalidArgument(format!("store URL {url:?}: {why}"));
         let (scheme, rest) = url
             .split_once(':')
-            .ok_or_else(|| bad("no scheme (expected sqlite:, postgres:// or mongodb://)"))?;
+            .ok_or_else(|| {
+                bad("no scheme (expected sqlite:, postgres://, mongodb:// or clickhouse://)")
+            })?;
         let (location, query) = match rest.split_once('?') {
             Some((location, query)) => (location, Some(query)),
             None => (rest, None),
@@ -250,9 +280,21 @@ impl Target {
                     Backend::Postgres { url }
                 }
             }
+            "clickhouse" | "clickhouses" => {
+                let http = if scheme == "clickhouse" { "http" } else { "https" };
+                let query = if driver.is_empty() {
+                    String::new()
+                } else {
+                    format!("/?{}", driver.join("&"))
+                };
+                let location = location.trim_end_matches('/');
+                Backend::ClickHouse {
+                    url: format!("{http}:{location}{query}"),
+                }
+            }
             other => {
                 return Err(bad(&format!(
-                    "unknown scheme {other:?} (known: sqlite, postgres, mongodb)"
+                    "unknown scheme {other:?} (known: sqlite, postgres, mongodb, clickhouse)"
                 )));
             }
         };
@@ -286,6 +328,24 @@ mod tests {
             parse("mongodb+srv://cluster.example/db").unwrap().backend,
             Backend::Mongo { .. }
         ));
+    }
+
+    #[test]
+    fn clickhouse_urls_become_http_urls_without_the_stores_parameters() {
+        let target = parse("clickhouse://u:p@h:8123/?database=logs&table=requests").unwrap();
+        assert_eq!(
+            target.backend,
+            Backend::ClickHouse {
+                url: "http://u:p@h:8123/?database=logs".into()
+            }
+        );
+        assert_eq!(target.options.table, "requests");
+        assert_eq!(
+            parse("clickhouses://h:8443").unwrap().backend,
+            Backend::ClickHouse {
+                url: "https://h:8443".into()
+            }
+        );
     }
 
     #[test]

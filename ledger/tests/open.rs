@@ -155,3 +155,32 @@ async fn a_mongodb_url_without_the_feature_says_which_feature_to_enable() {
         other => panic!("expected NotSupported, got {other:?}"),
     }
 }
+
+#[cfg(feature = "clickhouse")]
+#[tokio::test]
+async fn clickhouse_urls_open_clickhouse_with_the_table_they_name() {
+    let http =
+        ledger::testkit::server::server_url("LEDGER_CLICKHOUSE_URL", env!("CARGO_MANIFEST_DIR"));
+    let (_, location) = http.split_once("://").expect("an http:// URL");
+    let table = ledger::testkit::fresh_table();
+    let url = format!("clickhouse://{location}/?table={table}");
+    let store = ledger::open(&url).await.unwrap();
+    assert_eq!(
+        (store.name(), store.backend_kind()),
+        (table.as_str(), "clickhouse")
+    );
+    round_trip(&store).await;
+    match ledger::open(&format!("{url}&change_feed=true")).await {
+        Err(Error::NotSupported(m)) => assert!(m.contains("change feed"), "{m}"),
+        other => panic!("a ClickHouse store with a change feed: {other:?}"),
+    }
+}
+
+#[cfg(not(feature = "clickhouse"))]
+#[tokio::test]
+async fn a_clickhouse_url_without_the_feature_says_which_feature_to_enable() {
+    match ledger::open("clickhouse://localhost:8123").await {
+        Err(Error::NotSupported(m)) => assert!(m.contains("`clickhouse` feature"), "{m}"),
+        other => panic!("expected NotSupported, got {other:?}"),
+    }
+}

@@ -24,7 +24,7 @@ import threading
 import urllib.parse
 import uuid
 
-import chdb
+import chdb._chdb
 import lz4.block
 
 # URL parameters the real server consumes itself; everything else that is not
@@ -71,8 +71,8 @@ class QueryError(Exception):
 
 
 def engine_error(exc):
-    """chdb raises RuntimeError/ChdbError whose text holds ClickHouse's own message,
-    sometimes behind a wrapper prefix; keep it from `Code: N.` on."""
+    """chdb raises RuntimeError whose text is ClickHouse's own message; keep it
+    from the first `Code: N.` on, in case something prefixed it."""
     text = str(exc)
     m = re.search(r"Code: (\d+)\. ", text)
     if not m:
@@ -130,12 +130,16 @@ def content_type(fmt):
 class Engine:
     """One chdb connection; requests run one at a time (chdb allows one open
     streaming insert per connection, and per-request settings are applied to the
-    shared session with SET, so requests must not interleave)."""
+    shared session with SET, so requests must not interleave).
+
+    Uses chdb's native module directly: the `chdb.connect()` wrapper adds nothing
+    here but a prefix on error texts, and lacks `classify_query`."""
 
     def __init__(self, path):
         self.lock = threading.Lock()
-        self.conn = chdb.connect(path)
+        self.conn = chdb._chdb.connect(path)
         self.version = self._query("SELECT version()").bytes().decode().strip()
+        self.known_settings = set(self._query("SELECT name FROM system.settings").bytes().decode().split())
         # The session state every request starts from: chdb itself changes a few
         # settings, which must be restored to these values rather than to DEFAULT.
         self.base_db, self.base_settings = self._session_state()
@@ -163,28 +167,45 @@ class Engine:
         row = json.loads(row)
         return row["db"], row["s"]
 
-    def _restore(self):
-        """Undo whatever the request changed (URL settings, `database`, or SET/USE
-        in the SQL itself), as a fresh ClickHouse HTTP request context would."""
-        db, current = self._session_state()
-        if db != self.base_db:
-            self._query(f"USE `{self.base_db}`")
-        resets = [f"{n} = {quote(self.base_settings[n])}" if n in self.base_settings else f"{n} = DEFAULT"
-                  for n in current if current[n] != self.base_settings.get(n)]
-        resets += [f"{n} = {quote(v)}" for n, v in self.base_settings.items() if n not in current]
-        if resets:
-            self._query("SET " + ", ".join(resets))
+    def _check(self, sql, readonly):
+        """Refuse what a ClickHouse server refuses but chdb (a local client) allows."""
+        info = self.conn.classify_query(sql)
+        if info["statement_count"] > 1:
+            raise QueryError(62, "Code: 62. DB::Exception: Syntax error (Multi-statements are not allowed). (SYNTAX_ERROR)")
+        cls = info["query_class"].name
+        if readonly and (cls.startswith("MUTATING") or (readonly == 1 and cls == "CONTROL")):
+            hint = (" For queries over HTTP, method GET implies readonly."
+                    " You should use method POST for modifying queries") if readonly == 2 else ""
+            raise QueryError(164, f"Code: 164. DB::Exception: Cannot execute query in readonly mode.{hint}. (READONLY)")
+        return cls
 
-    def run(self, sql, data, fmt, database, settings, params):
+    def _restore(self, names, database, full):
+        """Undo what the request changed, as a fresh ClickHouse HTTP request
+        context would. URL settings and `database` are known; SET or USE in the
+        SQL, or a failed SET, cost a look at the session state."""
+        if full or not self.known_settings.issuperset(names):
+            database, current = self._session_state()
+            names = [n for n in set(current) | set(self.base_settings)
+                     if current.get(n) != self.base_settings.get(n)]
+        if database and database != self.base_db:
+            self._query(f"USE `{self.base_db}`")
+        if names:
+            self._query("SET " + ", ".join(
+                f"{n} = {quote(self.base_settings[n])}" if n in self.base_settings else f"{n} = DEFAULT"
+                for n in names))
+
+    def run(self, sql, data, fmt, database, settings, params, readonly):
         """Run one request; returns (output bytes, summary dict)."""
+        for name in settings:
+            if not IDENT.match(name):
+                raise QueryError(115, f"Code: 115. DB::Exception: Unknown setting {name!r}. (UNKNOWN_SETTING)")
         with self.lock:
+            cls = None
             try:
+                cls = self._check(sql if data is None else f"{sql} FORMAT {fmt}", readonly)
                 if database:
                     self._query(f"USE `{database.replace('`', '``')}`")
                 if settings:
-                    for name in settings:
-                        if not IDENT.match(name):
-                            raise QueryError(115, f"Code: 115. DB::Exception: Unknown setting {name!r}. (UNKNOWN_SETTING)")
                     self._query("SET " + ", ".join(f"{n} = {quote(v)}" for n, v in settings.items()))
                 if data is not None:
                     return self._insert(sql, data, fmt)
@@ -194,28 +215,32 @@ class Engine:
                     "written_rows": res.rows_written(), "written_bytes": res.bytes_written(),
                     "elapsed_ns": int(res.elapsed() * 1e9)}
             finally:
-                self._restore()
+                if cls is not None:
+                    self._restore(list(settings), database, cls == "CONTROL")
 
     def _insert(self, statement, data, fmt):
-        # chdb's query() takes SQL text only; send_insert() streams raw
-        # FORMAT-encoded bytes into the statement, so binary rows arrive exactly.
+        # query() takes SQL text only; send_insert() streams raw FORMAT-encoded
+        # bytes into the statement, so binary rows arrive exactly.
         try:
             inserter = self.conn.send_insert(statement, fmt)
         except Exception as e:
             raise engine_error(e) from None
+        done = False
         try:
             if data:
-                inserter.append(data)
-            res = inserter.finish()
+                self.conn.insert_append(inserter, data)
+            res = self.conn.insert_done(inserter)
+            done = True
         except Exception as e:
             raise engine_error(e) from None
         finally:
-            try:
-                inserter.cancel()  # no-op once finished; frees the connection otherwise
-            except Exception:
-                pass
-        return b"", {"written_rows": res.rows_written, "written_bytes": res.bytes_written,
-                     "elapsed_ns": int(res.elapsed * 1e9)}
+            if not done:  # an open insert would block the connection
+                try:
+                    self.conn.insert_cancel(inserter)
+                except Exception:
+                    pass
+        return b"", {"written_rows": res.rows_written(), "written_bytes": res.bytes_written(),
+                     "elapsed_ns": int(res.elapsed() * 1e9)}
 
     def close(self):
         with self.lock:
@@ -253,7 +278,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_request(self):
         url = urllib.parse.urlsplit(self.path)
         try:
-            body = self.read_body() if self.command == "POST" else b""
+            body = self.read_body()
         except (ValueError, OSError):
             self.close_connection = True  # framing lost: cannot find the next request
             return self.reply_error(QueryError(
@@ -306,7 +331,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         settings = {k: v for k, v in params.items()
                     if k and k != "query" and k not in RESERVED_PARAMS and not k.startswith("param_")}
         qparams = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
-        out, summary = self.engine.run(sql, data, fmt, params.get("database"), settings, qparams)
+        # `readonly` is emulated, not SET: once set, the session could not undo it.
+        # As in ClickHouse, GET implies readonly=2.
+        readonly = int(settings.pop("readonly", "0") or "0")
+        if self.command == "GET" and not readonly:
+            readonly = 2
+        out, summary = self.engine.run(sql, data, fmt, params.get("database"), settings, qparams, readonly)
         summary = {k: str(summary.get(k, 0)) for k in (
             "read_rows", "read_bytes", "written_rows", "written_bytes",
             "total_rows_to_read", "result_rows", "result_bytes", "elapsed_ns")}
@@ -350,23 +380,32 @@ def main():
     Handler.engine = Engine(args.data)
     httpd = Server((args.host, args.port), Handler)
     host, port = httpd.server_address[:2]
-    stop = threading.Event()
+    # shutdown() blocks until serve_forever() returns, so it cannot run in the
+    # signal handler, which interrupts serve_forever() on this same thread.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        signal.signal(sig, lambda *_: threading.Thread(target=httpd.shutdown).start())
 
-    # Announce only once a real request round-trips.
-    ping = http.client.HTTPConnection("127.0.0.1" if host in ("0.0.0.0", "") else host, port, timeout=10)
-    ping.request("GET", "/ping")
-    assert ping.getresponse().read() == b"Ok.\n"
-    ping.close()
-    print(f"ready http://{host}:{port}", flush=True)
+    failed = []
 
-    while not stop.wait(1):
-        pass
-    httpd.shutdown()
+    def announce():
+        # Announce only once a real request round-trips.
+        try:
+            ping = http.client.HTTPConnection("127.0.0.1" if host in ("0.0.0.0", "") else host, port, timeout=10)
+            ping.request("GET", "/ping")
+            if ping.getresponse().read() != b"Ok.\n":
+                raise RuntimeError("unexpected /ping answer")
+            ping.close()
+            print(f"ready http://{host}:{port}", flush=True)
+        except Exception as e:
+            print(f"front: self-check failed: {e}", file=sys.stderr)
+            failed.append(e)
+            httpd.shutdown()
+
+    threading.Thread(target=announce, daemon=True).start()
+    httpd.serve_forever(poll_interval=0.1)
     httpd.server_close()
     Handler.engine.close()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ fn ci() -> Result {
 /// again whatever the tests did.
 fn test() -> Result {
     services::up_and_export(services::Mode::Test)?;
-    let tested = run("cargo", &["test", "--workspace", "--all-features"])
+    let tested = services::test_chdb_front()
+        .and_then(|()| run("cargo", &["test", "--workspace", "--all-features"]))
         // The facade with its default features only: a backend left out says how to add it.
         .and_then(|()| run("cargo", &["test", "--package", "ledger", "--test", "open"]));
     // A server that will not stop is reported, but does not turn passing tests into a failure.

@@ -51,7 +51,13 @@ pub struct Running {
 
 /// Every service, in start order.
 pub fn all() -> Vec<Box<dyn Service>> {
-    vec![Box::new(Postgres), Box::new(SECANTUSDB), Box::new(NX27017)]
+    vec![
+        Box::new(Postgres),
+        Box::new(SECANTUSDB),
+        Box::new(NX27017),
+        Box::new(ClickHouse18),
+        Box::new(ChdbFront),
+    ]
 }
 
 fn state_dir() -> PathBuf {
@@ -534,7 +540,7 @@ impl Service for WireServer {
         command.args((self.args)(dir, port));
         Ok(Running {
             url: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
-            pid: spawn_server(self.name, command, dir, port)?,
+            pid: spawn_server(self.name, command, dir, port, answers_hello)?,
             dir: dir.to_path_buf(),
         })
     }
@@ -547,11 +553,17 @@ impl Service for WireServer {
 /// How long a spawned server gets to answer.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// Runs `command` as the server `name`, detached, in `dir`, and waits until it answers on
-/// `port`; returns the PID of the process spawned, the one [`terminate`] signals. Detached: in
+/// Runs `command` as the server `name`, detached, in `dir`, and waits until `ready(port)`;
+/// returns the PID of the process spawned, the one [`terminate`] signals. Detached: in
 /// its own process group (a Ctrl-C at the terminal that ran `up` does not reach it), output to
 /// `dir/server.log`, and temporary files in `dir` (which `down` removes even after a KILL).
-fn spawn_server(name: &str, mut command: Command, dir: &Path, port: u16) -> Result<u32> {
+fn spawn_server(
+    name: &str,
+    mut command: Command,
+    dir: &Path,
+    port: u16,
+    ready: fn(u16) -> bool,
+) -> Result<u32> {
     let log_path = dir.join("server.log");
     let log = File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
@@ -573,7 +585,7 @@ fn spawn_server(name: &str, mut command: Command, dir: &Path, port: u16) -> Resu
         if let Ok(Some(status)) = child.try_wait() {
             break format!("{name} exited ({status}) before answering on port {port}");
         }
-        if answers_hello(port) {
+        if ready(port) {
             return Ok(pid);
         }
         if Instant::now() >= deadline {
@@ -638,6 +650,160 @@ fn answers_hello(port: u16) -> bool {
     reply.is_ok_and(|r| {
         r.get(4..8) == Some(&1i32.to_le_bytes()) && r.windows(primary.len()).any(|w| w == primary)
     })
+}
+
+/// Whether an HTTP server on `port` answers `GET /ping` with ClickHouse's `Ok.`.
+fn answers_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let reply = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    })();
+    reply.is_ok_and(|r| r.starts_with("HTTP/1.") && r.contains(" 200 ") && r.ends_with("Ok.\n"))
+}
+
+/// Debian's ClickHouse 18.16: the oldest server generation the ClickHouse backend supports.
+struct ClickHouse18;
+
+const CLICKHOUSE_SERVER: &str = "/usr/sbin/clickhouse-server";
+
+impl Service for ClickHouse18 {
+    fn name(&self) -> &'static str {
+        "clickhouse18"
+    }
+
+    fn env_var(&self) -> &'static str {
+        "LEDGER_CLICKHOUSE_LEGACY_URL"
+    }
+
+    fn install(&self) -> Result {
+        if Path::new(CLICKHOUSE_SERVER).exists() {
+            return Ok(());
+        }
+        eprintln!("xtask: installing ClickHouse 18.16 with apt");
+        apt_install(&["clickhouse-server"])
+    }
+
+    fn start(&self, dir: &Path, port: u16, _mode: Mode) -> Result<Running> {
+        // MergeTree parts are not fsynced by default, so one config serves both modes.
+        let tcp_port = free_port()?;
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let config = format!(
+            "<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{port}</http_port>
+  <tcp_port>{tcp_port}</tcp_port>
+  <path>{data}/</path>
+  <tmp_path>{tmp}/</tmp_path>
+  <user_files_path>{files}/</user_files_path>
+  <format_schema_path>{schemas}/</format_schema_path>
+  <users_config>{users}</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <max_concurrent_queries>200</max_concurrent_queries>
+</yandex>
+",
+            data = path("data"),
+            tmp = path("tmp"),
+            files = path("user_files"),
+            schemas = path("format_schemas"),
+            users = path("users.xml"),
+        );
+        // One user, without a password, reachable from this machine only.
+        let users = "<yandex>
+  <profiles><default></default></profiles>
+  <users><default>
+    <password></password>
+    <networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile>
+    <quota>default</quota>
+  </default></users>
+  <quotas><default><interval>
+    <duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+  </interval></default></quotas>
+</yandex>
+";
+        let write = |name: &str, text: &str| {
+            fs::write(dir.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
+        };
+        write("config.xml", &config)?;
+        write("users.xml", users)?;
+        let mut command = Command::new(CLICKHOUSE_SERVER);
+        command.arg(format!("--config-file={}", path("config.xml")));
+        Ok(Running {
+            url: format!("http://127.0.0.1:{port}"),
+            pid: spawn_server(self.name(), command, dir, port, answers_ping)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn stop(&self, _dir: &Path, running: &Running) -> Result {
+        terminate(self.name(), running.pid)
+    }
+}
+
+/// A current ClickHouse engine, `chdb-core` (in-process, no server of its own).
+const CHDB_VENV: Venv = Venv {
+    name: "chdb",
+    packages: &["chdb-core==CHDB_PIN", "lz4==LZ4_PIN"],
+};
+
+/// The HTTP front of `xtask/chdb/front.py` over [`CHDB_VENV`]'s engine: ClickHouse's HTTP
+/// interface as the `clickhouse` crate uses it.
+struct ChdbFront;
+
+/// The front's script and its tests.
+fn chdb_dir() -> PathBuf {
+    root().join("xtask").join("chdb")
+}
+
+impl Service for ChdbFront {
+    fn name(&self) -> &'static str {
+        "chdb"
+    }
+
+    fn env_var(&self) -> &'static str {
+        "LEDGER_CLICKHOUSE_URL"
+    }
+
+    fn install(&self) -> Result {
+        CHDB_VENV.install()
+    }
+
+    fn start(&self, dir: &Path, port: u16, _mode: Mode) -> Result<Running> {
+        let mut command = Command::new(Venv::python(&CHDB_VENV.dir()?));
+        command
+            .arg(chdb_dir().join("front.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--data"])
+            .arg(dir.join("data"));
+        Ok(Running {
+            url: format!("http://127.0.0.1:{port}"),
+            pid: spawn_server(self.name(), command, dir, port, answers_ping)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn stop(&self, _dir: &Path, running: &Running) -> Result {
+        terminate(self.name(), running.pid)
+    }
+}
+
+/// Runs the HTTP front's own tests (it is test infrastructure, so it is tested too).
+pub fn test_chdb_front() -> Result {
+    CHDB_VENV.install()?;
+    let python = Venv::python(&CHDB_VENV.dir()?);
+    crate::run(
+        &python.to_string_lossy(),
+        &["-m", "unittest", "discover", "-s", &chdb_dir().to_string_lossy()],
+    )
 }
 
 /// Stops `pid` and nothing else: TERM, then KILL if it lingers.

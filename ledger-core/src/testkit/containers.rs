@@ -17,6 +17,7 @@
 //! | `LEDGER_MONGODB_URL`            | `mongo:5.0.6`, as a single-node replica set      |
 //! | `LEDGER_MONGODB_STANDALONE_URL` | `mongo:5.0.6`, standalone                        |
 //! | `LEDGER_CLICKHOUSE_URL`         | `clickhouse/clickhouse-server:23.3.8.21-alpine`  |
+//! | `LEDGER_CLICKHOUSE_LEGACY_URL`  | `yandex/clickhouse-server:18.16.1`               |
 //!
 //! Unset, empty or `native`, `LEDGER_TEST_SERVERS` leaves the tests on the native servers; any
 //! other value fails them. Starting containers needs the `testcontainers` feature (the
@@ -69,15 +70,18 @@ pub enum Server {
     MongoStandalone,
     /// ClickHouse, over HTTP.
     ClickHouse,
+    /// ClickHouse 18.16, the oldest generation the ClickHouse backend supports.
+    ClickHouseLegacy,
 }
 
 impl Server {
     /// Every server, in the order of [`Server`]'s variants.
-    pub const ALL: [Server; 4] = [
+    pub const ALL: [Server; 5] = [
         Server::Postgres,
         Server::MongoReplicaSet,
         Server::MongoStandalone,
         Server::ClickHouse,
+        Server::ClickHouseLegacy,
     ];
 
     /// The variable the tests name this server by.
@@ -87,6 +91,7 @@ impl Server {
             Server::MongoReplicaSet => "LEDGER_MONGODB_URL",
             Server::MongoStandalone => "LEDGER_MONGODB_STANDALONE_URL",
             Server::ClickHouse => "LEDGER_CLICKHOUSE_URL",
+            Server::ClickHouseLegacy => "LEDGER_CLICKHOUSE_LEGACY_URL",
         }
     }
 
@@ -103,6 +108,7 @@ impl Server {
             Server::Postgres => ("postgres", "15-alpine"),
             Server::MongoReplicaSet | Server::MongoStandalone => ("mongo", "5.0.6"),
             Server::ClickHouse => ("clickhouse/clickhouse-server", "23.3.8.21-alpine"),
+            Server::ClickHouseLegacy => ("yandex/clickhouse-server", "18.16.1"),
         }
     }
 }
@@ -183,9 +189,11 @@ mod docker {
             Server::MongoReplicaSet => keep(server, Mongo::repl_set(), 27017, mongo),
             Server::MongoStandalone => keep(server, Mongo::default(), 27017, mongo),
             // User `default` without a password, as the image starts.
-            Server::ClickHouse => keep(server, ClickHouse::default(), 8123, |host, port| {
-                format!("http://{host}:{port}")
-            }),
+            Server::ClickHouse | Server::ClickHouseLegacy => {
+                keep(server, ClickHouse::default(), 8123, |host, port| {
+                    format!("http://{host}:{port}")
+                })
+            }
         }
     }
 
