@@ -209,6 +209,25 @@ class FrontTest(unittest.TestCase):
         finally:
             conn.close()
 
+    def test_concurrent_requests_keep_their_own_settings(self):
+        failures = []
+
+        def worker(k):
+            try:
+                for _ in range(10):
+                    data = self.ok("SELECT getSetting('max_block_size')", max_block_size=str(1000 + k))
+                    if data != b"%d\n" % (1000 + k):
+                        failures.append((k, data))
+            except Exception as e:  # reported below, in the test's thread
+                failures.append((k, e))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+
     # --- output formats ---
 
     def test_default_format_tab_separated_escapes_and_nulls(self):
@@ -258,7 +277,7 @@ class FrontTest(unittest.TestCase):
         self.assert_error(81, 404, self.request(body=b"SELECT 1", params={"database": "no_such_db"}))
 
     def test_multipart_query_with_server_side_params(self):
-        body, ctype = multipart("SELECT {a: UInt8} + 1, {s: String}, {e: String}",
+        body, ctype = multipart("SELECT\n  {a: UInt8} + 1,\r\n{s: String}, -- comment\n{e: String}",
                                 {"param_a": "41", "param_s": "tab\\there", "param_e": ""})
         status, _, data = self.request(body=body, headers={"Content-Type": ctype})
         self.assertEqual((status, data), (200, b"42\ttab\\there\t\n"))
@@ -296,7 +315,8 @@ class FrontTest(unittest.TestCase):
     # --- inserts ---
 
     def insert(self, table, body, fmt="RowBinary", chunked=True, **params):
-        return self.request(params={"query": f"INSERT INTO {table}(s,n,a,u,i) FORMAT {fmt}", **params},
+        # Quoted the way the crate quotes identifiers.
+        return self.request(params={"query": f"INSERT INTO `{table}`(`s`,`n`,`a`,`u`,`i`) FORMAT {fmt}", **params},
                             body=body, chunked=chunked)
 
     def test_insert_row_binary_uncompressed_round_trips_exact_bytes(self):
@@ -329,7 +349,7 @@ class FrontTest(unittest.TestCase):
         self.assertEqual((status, data), (200, b""))
         self.assertEqual(self.read_rows_back("rbwnat"), rows)
         # The crate's metadata query for validation.
-        described = self.ok("DESCRIBE TABLE rbwnat", default_format="RowBinaryWithNamesAndTypes",
+        described = self.ok("DESCRIBE TABLE `rbwnat`", default_format="RowBinaryWithNamesAndTypes",
                             describe_include_subcolumns="0")
         self.assertIn(b"Nullable(String)", described)
 
@@ -386,6 +406,7 @@ class FrontTest(unittest.TestCase):
             "unknown method": (good[:16] + b"\x90" + good[17:], 89),
             "corrupt lz4": (good[:25] + b"\xff" * (len(good) - 25), 271),
             "wrong decompressed size": (good[:21] + struct.pack("<I", 999) + good[25:], 271),
+            "huge decompressed size": (good[:21] + struct.pack("<I", 0xFFFFFFFF) + good[25:], 271),
         }
         for name, (body, code) in cases.items():
             with self.subTest(name):

@@ -753,7 +753,7 @@ impl Service for ClickHouse18 {
 /// A current ClickHouse engine, `chdb-core` (in-process, no server of its own).
 const CHDB_VENV: Venv = Venv {
     name: "chdb",
-    packages: &["chdb-core==CHDB_PIN", "lz4==LZ4_PIN"],
+    packages: &["chdb-core==26.9.0", "lz4==4.4.5"],
 };
 
 /// The HTTP front of `xtask/chdb/front.py` over [`CHDB_VENV`]'s engine: ClickHouse's HTTP
