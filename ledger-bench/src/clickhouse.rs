@@ -220,7 +220,12 @@ async fn raw_page(
         .collect()
 }
 
-async fn raw_event_page(client: &Client, table: &str, after: i64, page: u32) -> Result<Vec<RawEvent>> {
+async fn raw_event_page(
+    client: &Client,
+    table: &str,
+    after: i64,
+    page: u32,
+) -> Result<Vec<RawEvent>> {
     let sql = format!(
         "SELECT id, version, payload, metadata_keys, metadata_values, created_at FROM `{table}` \
          FINAL WHERE stream = 'long' AND id > ? ORDER BY id LIMIT {page}"
@@ -248,7 +253,12 @@ fn writers_text(writers: usize) -> String {
 
 /// Runs every ClickHouse workload on the server at `url` and adds its rows to `report` as
 /// `backend`.
-pub async fn run(backend: &'static str, url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
+pub async fn run(
+    backend: &'static str,
+    url: &str,
+    sizes: Sizes,
+    report: &mut Report,
+) -> Result<()> {
     let probe = ledger_store(url, "probe").await?;
     report.setting(
         backend,

@@ -195,7 +195,11 @@ impl ClickHouseBackend {
     }
 
     /// What the lock holds of the stream, its tip read first if it holds nothing.
-    async fn state<'g>(&self, guard: &'g mut StreamGuard, stream: &str) -> Result<&'g mut StreamState> {
+    async fn state<'g>(
+        &self,
+        guard: &'g mut StreamGuard,
+        stream: &str,
+    ) -> Result<&'g mut StreamState> {
         if guard.is_none() {
             let tip = self.read_tip(stream).await?;
             **guard = Some(StreamState {
@@ -230,7 +234,10 @@ impl ClickHouseBackend {
                 .await
                 .map_err(backend)?;
             let mut set = self.writers.key_set();
-            let all = all.into_iter().map(|(k, id)| (k, EntryId::new(id))).collect();
+            let all = all
+                .into_iter()
+                .map(|(k, id)| (k, EntryId::new(id)))
+                .collect();
             state.keys = if set.extend(all) {
                 Keys::Kept(set)
             } else {

@@ -67,6 +67,12 @@
 //! - **Names**: table and database names follow the core rule for table names (ASCII
 //!   letters, digits, `_`), refused as [`ledger_core::Error::InvalidName`]; every value is
 //!   bound, quoted by the client.
+//! - **Errors**: a URL that is not `http(s)://host:port` is
+//!   [`ledger_core::Error::InvalidArgument`] naming it; what the server refuses comes back as
+//!   [`ledger_core::Error::Backend`] naming the store, with the server's message and code
+//!   (busy-server codes as [`ledger_core::BackendErrorKind::Timeout`], so
+//!   `is_transient` tells a caller to retry). ClickHouse sets no size limit on a row: a batch
+//!   is as large as the server's memory allows.
 //!
 //! # Testing against ClickHouse
 //!

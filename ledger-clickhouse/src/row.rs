@@ -75,7 +75,7 @@ pub fn search_text(payload: &serde_json::Value) -> String {
 }
 
 /// Keys and values of `map` as two arrays.
-fn split<'a>(map: &'a BTreeMap<String, String>) -> (Vec<&'a str>, Vec<&'a str>) {
+fn split(map: &BTreeMap<String, String>) -> (Vec<&str>, Vec<&str>) {
     map.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip()
 }
 

@@ -56,8 +56,7 @@ impl KeySet {
     /// Adds `keys`; `false` (and nothing added) if the stream or the handle would keep too many.
     pub fn extend(&mut self, keys: Vec<(String, EntryId)>) -> bool {
         let held = self.budget.load(Ordering::Acquire);
-        if self.keys.len() + keys.len() > MAX_STREAM_KEYS || held + keys.len() > MAX_HANDLE_KEYS
-        {
+        if self.keys.len() + keys.len() > MAX_STREAM_KEYS || held + keys.len() > MAX_HANDLE_KEYS {
             return false;
         }
         self.budget.fetch_add(keys.len(), Ordering::AcqRel);

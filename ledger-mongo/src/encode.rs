@@ -75,13 +75,13 @@ pub fn to_json(value: &Bson) -> Result<Value, String> {
 }
 
 fn document_to_json(doc: &Document) -> Result<Value, String> {
-    if doc.len() == 1 {
-        if let Some(Bson::String(digits)) = doc.get(U64_KEY) {
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| format!("{U64_KEY} holds {digits:?}, not an unsigned integer"))?;
-            return Ok(Value::from(n));
-        }
+    if doc.len() == 1
+        && let Some(Bson::String(digits)) = doc.get(U64_KEY)
+    {
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{U64_KEY} holds {digits:?}, not an unsigned integer"))?;
+        return Ok(Value::from(n));
     }
     let mut map = Map::new();
     for (key, value) in doc {

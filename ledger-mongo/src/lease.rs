@@ -88,14 +88,13 @@ async fn release(
 impl Drop for Lease {
     fn drop(&mut self) {
         // A cancelled append: hand the stream back now rather than after the lease expires.
-        if self.held {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let (streams, stream, token) =
-                    (self.streams.clone(), self.stream.clone(), self.token);
-                runtime.spawn(async move {
-                    let _ = release(&streams, &stream, token).await;
-                });
-            }
+        if self.held
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (streams, stream, token) = (self.streams.clone(), self.stream.clone(), self.token);
+            runtime.spawn(async move {
+                let _ = release(&streams, &stream, token).await;
+            });
         }
     }
 }

@@ -225,11 +225,9 @@ enum Backend {
 impl Target {
     fn parse(url: &str, mut options: OpenOptions) -> Result<Target> {
         let bad = |why: &str| Error::InvalidArgument(format!("store URL {url:?}: {why}"));
-        let (scheme, rest) = url
-            .split_once(':')
-            .ok_or_else(|| {
-                bad("no scheme (expected sqlite:, postgres://, mongodb:// or clickhouse://)")
-            })?;
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| {
+            bad("no scheme (expected sqlite:, postgres://, mongodb:// or clickhouse://)")
+        })?;
         let (location, query) = match rest.split_once('?') {
             Some((location, query)) => (location, Some(query)),
             None => (rest, None),
@@ -281,7 +279,11 @@ impl Target {
                 }
             }
             "clickhouse" | "clickhouses" => {
-                let http = if scheme == "clickhouse" { "http" } else { "https" };
+                let http = if scheme == "clickhouse" {
+                    "http"
+                } else {
+                    "https"
+                };
                 let query = if driver.is_empty() {
                     String::new()
                 } else {

@@ -802,7 +802,13 @@ pub fn test_chdb_front() -> Result {
     let python = Venv::python(&CHDB_VENV.dir()?);
     crate::run(
         &python.to_string_lossy(),
-        &["-m", "unittest", "discover", "-s", &chdb_dir().to_string_lossy()],
+        &[
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            &chdb_dir().to_string_lossy(),
+        ],
     )
 }
 

@@ -24,7 +24,9 @@
 //!    check, the all-duplicates retry rule), write [`append::AppendPlan::rows`] and return
 //!    [`append::AppendPlan::result`]. Let the database decide races: a unique `(stream,
 //!    version)` and `(stream, dedup_key)` index, so that of two appenders expecting one version
-//!    exactly one wins, from any process. Ids ascend with versions within a stream.
+//!    exactly one wins, from any process. Ids ascend with versions within a stream. A database
+//!    that can decide none of this (no transactions, no unique constraints) leaves it to the
+//!    store handle, a lock per stream, and reports [`crate::Conditions::Handle`].
 //! 2. **Reads** keep [`crate::ReadOptions`] exactly: cursors by id and by version in both
 //!    directions ([`crate::ReadOptions::is_past_cursors`]), every filter ANDed
 //!    ([`crate::Filter::matches`] is the reference), ordered by id.

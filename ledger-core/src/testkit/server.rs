@@ -14,10 +14,10 @@ pub fn server_url(var: &str, manifest_dir: &str) -> String {
     if Servers::from_env() == Servers::Containers {
         return containers::url(var);
     }
-    if let Ok(url) = std::env::var(var) {
-        if !url.is_empty() {
-            return url;
-        }
+    if let Ok(url) = std::env::var(var)
+        && !url.is_empty()
+    {
+        return url;
     }
     let recorded = Path::new(manifest_dir)
         .ancestors()
