@@ -251,10 +251,10 @@ fn writers_text(writers: usize) -> String {
     }
 }
 
-/// Runs every ClickHouse workload on the server at `url` and adds its rows to `report` as
-/// `backend`.
+/// Runs every ClickHouse workload on the server at `url` (`server` says what it is) and adds
+/// its rows to `report` as `backend`.
 pub async fn run(
-    backend: &'static str,
+    (backend, server): (&'static str, &str),
     url: &str,
     sizes: Sizes,
     report: &mut Report,
@@ -263,7 +263,7 @@ pub async fn run(
     report.setting(
         backend,
         format!(
-            "server version {}, on 127.0.0.1 (same 2 cores as the client), `clickhouse` crate \
+            "{server}, answering as version {}, on 127.0.0.1 (same 2 cores as the client), `clickhouse` crate \
              0.15 for both systems (LZ4 inserts; row validation as the store chooses for the \
              version); fresh tables for every run, dropped after it. Ledger's append is one \
              insert, like the baseline's; it also computes the search column and, on its \

@@ -147,15 +147,25 @@ async fn main() {
         );
     }
     for (backend, var) in [
-        ("ClickHouse", "LEDGER_CLICKHOUSE_URL"),
-        ("ClickHouse 18.16", "LEDGER_CLICKHOUSE_LEGACY_URL"),
+        (
+            (
+                "ClickHouse",
+                "chdb-core 26.9.0 (the ClickHouse engine in-process) behind the HTTP front of \
+                 xtask/chdb, a Python server that runs one query at a time",
+            ),
+            "LEDGER_CLICKHOUSE_URL",
+        ),
+        (
+            ("ClickHouse 18.16", "Debian's clickhouse-server 18.16.1"),
+            "LEDGER_CLICKHOUSE_LEGACY_URL",
+        ),
     ] {
         match std::env::var(var) {
             _ if !wants("clickhouse") => {}
             Ok(url) => {
                 if let Err(e) = clickhouse::run(backend, &url, clickhouse_sizes, &mut report).await
                 {
-                    eprintln!("bench: {backend} failed: {e}");
+                    eprintln!("bench: {} failed: {e}", backend.0);
                     std::process::exit(1);
                 }
             }

@@ -61,7 +61,7 @@ impl Report {
         let mut out = String::from("# Benchmarks\n\n");
         out.push_str(
             "Measured by `cargo xtask bench` (release build). Every ledger figure is a ratio against a \
-             raw baseline (sqlx, or the MongoDB driver) that writes or reads the same rows in the \
+             raw baseline (sqlx, the MongoDB driver, or the `clickhouse` crate) that writes or reads the same rows in the \
              same run, on the same machine, alternating baseline and ledger (reads: page by page); each figure is the median of the \
              repetitions. Events are about 200-byte JSON payloads with two metadata keys and a \
              dedup key. Client and servers share two cores, and between full runs of the same code \

@@ -149,15 +149,18 @@ impl ClickHouseBackend {
             COLUMNS.to_owned()
         };
         let mut sql = Sql::default();
-        sql.push(
-            &format!(
-                "SELECT {COLUMNS} FROM (SELECT {columns} FROM {} FINAL WHERE {}) WHERE ",
-                self.names.entries,
-                all_of(&keys)
-            ),
-            key_binds,
-        );
-        sql.push(&all_of(&rest), rest_binds);
+        let from = format!("{} FINAL WHERE {}", self.names.entries, all_of(&keys));
+        if rest.is_empty() {
+            // Nothing to check on the latest revision: one level, which the server can read in
+            // key order and stop at the limit.
+            sql.push(&format!("SELECT {COLUMNS} FROM {from}"), key_binds);
+        } else {
+            sql.push(
+                &format!("SELECT {COLUMNS} FROM (SELECT {columns} FROM {from}) WHERE "),
+                key_binds,
+            );
+            sql.push(&all_of(&rest), rest_binds);
+        }
         sql.push(
             &format!(
                 " ORDER BY id {} LIMIT {}",

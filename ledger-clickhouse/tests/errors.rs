@@ -96,3 +96,36 @@ fn a_server_error_names_the_store_and_carries_the_servers_message() {
         }
     });
 }
+
+#[test]
+fn a_store_a_later_release_upgraded_is_refused_and_left_alone() {
+    run(async {
+        let table = fresh_table();
+        let url = url();
+        let open = || ClickHouseStore::builder().table(&table).connect(&url);
+        let store = open().await.expect("store opens");
+        store
+            .append("s", vec![AppendInput::new(json!(1))], ExpectedVersion::Any)
+            .await
+            .expect("append");
+        let later = ledger_clickhouse::SCHEMA_VERSION + 1;
+        store
+            .client()
+            .query(&format!(
+                "INSERT INTO `{table}_schema` (version) VALUES (?)"
+            ))
+            .bind(later)
+            .execute()
+            .await
+            .expect("a later release records its schema");
+        match open().await {
+            Err(e) => assert!(e.to_string().contains(&format!("version {later}")), "{e}"),
+            Ok(_) => panic!("a store with schema {later} opened"),
+        }
+        assert_eq!(
+            store.count("s").await.unwrap(),
+            1,
+            "the entries are untouched"
+        );
+    });
+}
