@@ -224,7 +224,7 @@ impl ClickHouseBackend {
     ) -> Result<HashMap<String, EntryId>> {
         if matches!(state.keys, Keys::Unread) {
             let sql = format!(
-                "SELECT assumeNotNull(dedup_key), id FROM {} WHERE stream = ? \
+                "SELECT DISTINCT assumeNotNull(dedup_key), id FROM {} WHERE stream = ? \
                  AND isNotNull(dedup_key) LIMIT {}",
                 self.names.entries,
                 MAX_STREAM_KEYS + 1

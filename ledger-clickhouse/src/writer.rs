@@ -59,8 +59,11 @@ impl KeySet {
         if self.keys.len() + keys.len() > MAX_STREAM_KEYS || held + keys.len() > MAX_HANDLE_KEYS {
             return false;
         }
-        self.budget.fetch_add(keys.len(), Ordering::AcqRel);
+        let before = self.keys.len();
         self.keys.extend(keys);
+        // Counted as kept, not as given: an entry's revisions repeat its key.
+        self.budget
+            .fetch_add(self.keys.len() - before, Ordering::AcqRel);
         true
     }
 
@@ -183,7 +186,7 @@ mod tests {
         let writers = Writers::default();
         let mut set = writers.key_set();
         let key = |n: i64| (format!("k{n}"), EntryId::new(n));
-        assert!(set.extend((1..=10).map(key).collect()));
+        assert!(set.extend((1..=10).chain([3]).map(key).collect()));
         assert_eq!(set.get("k3"), Some(EntryId::new(3)));
         assert_eq!(writers.kept_keys.load(Ordering::Acquire), 10);
         set.trim(EntryId::new(4));

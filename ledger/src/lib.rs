@@ -37,7 +37,7 @@
 //! | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | [`sqlite`] (file, created if missing; or in memory) | `sqlite` (default) |
 //! | `postgres://…`, `postgresql://…` | [`postgres`] | `postgres` |
 //! | `mongodb://…`, `mongodb+srv://…` | [`mongo`] (`table` is the collection) | `mongodb` |
-//! | `clickhouse://[user:password@]host:port[/?database=name]` (HTTP; `clickhouses://`: HTTPS) | [`clickhouse`] (no change feed) | `clickhouse` |
+//! | `clickhouse://[user:password@]host:port[/?database=name]` (HTTP) | [`clickhouse`] (no change feed) | `clickhouse` |
 //!
 //! Two query parameters are the store's own and are taken off before the URL reaches the
 //! driver: `table` (the store's table, default `ledger_entries`) and `change_feed` (`true` or
@@ -278,12 +278,7 @@ impl Target {
                     Backend::Postgres { url }
                 }
             }
-            "clickhouse" | "clickhouses" => {
-                let http = if scheme == "clickhouse" {
-                    "http"
-                } else {
-                    "https"
-                };
+            "clickhouse" => {
                 let query = if driver.is_empty() {
                     String::new()
                 } else {
@@ -291,7 +286,7 @@ impl Target {
                 };
                 let location = location.trim_end_matches('/');
                 Backend::ClickHouse {
-                    url: format!("{http}:{location}{query}"),
+                    url: format!("http:{location}{query}"),
                 }
             }
             other => {
@@ -343,9 +338,9 @@ mod tests {
         );
         assert_eq!(target.options.table, "requests");
         assert_eq!(
-            parse("clickhouses://h:8443").unwrap().backend,
+            parse("clickhouse://h:8123").unwrap().backend,
             Backend::ClickHouse {
-                url: "https://h:8443".into()
+                url: "http://h:8123".into()
             }
         );
     }
