@@ -274,11 +274,17 @@ impl ClickHouseBackend {
 
     /// Writes `rows` in one insert.
     pub async fn insert(&self, rows: &[NewRow<'_>]) -> Result<()> {
+        // The name quoted (a table may be called `table`), and the whole batch one block, so
+        // one part: readers see all of it or none.
         let mut insert = self
             .client
-            .insert::<NewRow<'static>>(&self.names.bare)
+            .insert_unescaped::<NewRow<'static>>(&self.names.entries)
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+            .with_setting(
+                "max_insert_block_size",
+                rows.len().max(1_048_576).to_string(),
+            );
         for row in rows {
             insert.write(row).await.map_err(backend)?;
         }
@@ -301,15 +307,17 @@ impl ClickHouseBackend {
     }
 
     /// Applies `change` to entry `id` under its stream's lock and writes the next revision if
-    /// it changed anything, with `updated_at`; `false` if the entry is not here.
+    /// it changed anything, with `updated_at` (now if `None`); `false` if the entry is not here.
     pub async fn revise(
         &self,
         stream: &str,
         id: EntryId,
-        updated_at: DateTime<Utc>,
+        updated_at: Option<DateTime<Utc>>,
         change: impl FnOnce(&mut Entry) -> bool + Send,
     ) -> Result<bool> {
         let _guard = self.writers.lock(stream).await;
+        // Taken once the lock is held, so later changes never carry earlier times.
+        let updated_at = updated_at.unwrap_or_else(now);
         let Some(current) = self.current(stream, id).await? else {
             return Ok(false);
         };
@@ -343,8 +351,10 @@ impl ClickHouseBackend {
     /// them; how many there were.
     pub async fn delete_up_to(&self, stream: &str, up_to: EntryId) -> Result<u64> {
         let mut guard = self.writers.lock(stream).await;
-        let state = self.state(&mut guard, stream).await?;
-        let tip = state.tip;
+        let tip = self.state(&mut guard, stream).await?.tip;
+        // Until the delete is done, nobody knows which keys it freed: read the stream again
+        // then, unless it finishes here.
+        let mut state = guard.take().expect("the state was read");
         let count_sql = format!(
             "SELECT count() FROM {} FINAL WHERE stream = ? AND id <= ?",
             self.names.entries
@@ -358,6 +368,7 @@ impl ClickHouseBackend {
             .await
             .map_err(backend)?;
         if count == 0 {
+            *guard = Some(state);
             return Ok(0);
         }
         // The version first: once the entries are gone, only T_streams knows it.
@@ -374,33 +385,48 @@ impl ClickHouseBackend {
                 .await
                 .map_err(backend)?,
             Dialect::Legacy => {
+                let before = self.mutations().await?;
                 query.execute().await.map_err(backend)?;
-                self.await_mutations().await?;
+                self.await_mutations(&before).await?;
             }
         }
-        if let Some(StreamState {
-            keys: Keys::Kept(set),
-            ..
-        }) = guard.as_mut()
-        {
+        if let Keys::Kept(set) = &mut state.keys {
             set.trim(up_to);
         }
+        *guard = Some(state);
         self.signal.committed();
         Ok(count)
     }
 
-    /// Waits until the entries table has no mutation left to do (servers without
-    /// `mutations_sync`).
-    async fn await_mutations(&self) -> Result<()> {
+    /// The ids of the entries table's mutations so far.
+    async fn mutations(&self) -> Result<Vec<String>> {
+        let ids: Vec<String> = self
+            .client
+            .query(
+                "SELECT mutation_id FROM system.mutations \
+                 WHERE database = currentDatabase() AND table = ?",
+            )
+            .bind(&self.names.bare)
+            .fetch_all()
+            .await
+            .map_err(backend)?;
+        // Never empty: `has([], …)` does not type-check, and no mutation is called "".
+        Ok(ids.into_iter().chain([String::new()]).collect())
+    }
+
+    /// Waits until every mutation of the entries table but those in `before` is done (servers
+    /// without `mutations_sync`): the trim's own, and any that started with it.
+    async fn await_mutations(&self, before: &[String]) -> Result<()> {
         let started = Instant::now();
         loop {
             let pending: u64 = self
                 .client
                 .query(
-                    "SELECT count() FROM system.mutations \
-                     WHERE database = currentDatabase() AND table = ? AND is_done = 0",
+                    "SELECT count() FROM system.mutations WHERE database = currentDatabase() \
+                     AND table = ? AND is_done = 0 AND NOT has(?, mutation_id)",
                 )
                 .bind(&self.names.bare)
+                .bind(before)
                 .fetch_one()
                 .await
                 .map_err(backend)?;
@@ -578,7 +604,7 @@ impl Backend for ClickHouseBackend {
 
     async fn set_tags(&self, stream: &str, id: EntryId, tags: BTreeSet<String>) -> Result<()> {
         let found = self
-            .revise(stream, id, now(), |entry| {
+            .revise(stream, id, None, |entry| {
                 let changed = entry.tags != tags;
                 entry.tags = tags;
                 changed
@@ -596,7 +622,7 @@ impl Backend for ClickHouseBackend {
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<()> {
         let found = self
-            .revise(stream, id, now(), |entry| {
+            .revise(stream, id, None, |entry| {
                 let before = entry.annotations.clone();
                 merge_annotations(&mut entry.annotations, &changes);
                 entry.annotations != before

@@ -47,15 +47,22 @@
 //!   Expected versions, dedup keys, gapless versions and annotation merges hold among all the
 //!   tasks sharing the handle (and its clones), which is what
 //!   [`ledger_core::Conditions::Handle`] says. Writers through other handles (other processes)
-//!   must write other streams; if they do not, entries are not lost (their ids differ), but
-//!   versions and dedup keys may repeat.
+//!   must write other streams: if two handles write one stream, versions and dedup keys may
+//!   repeat, and two batches whose ids overlap (taken in the same microsecond with close random
+//!   bits) read as one.
 //! - **Ids** are 64-bit integers from the clock: microseconds since 2025 in the high bits and
-//!   12 random low bits, above every id the handle took and above the stream's highest, so
-//!   within a stream ascending ids are ascending versions. Two handles writing in the same
-//!   microsecond would have to draw the same 12 bits to take one id; as an entry is keyed by
-//!   stream and id, even that overwrites nothing.
-//! - **Atomic batches.** An append is one insert, which ClickHouse writes as one part (a batch
-//!   is far below `max_insert_block_size` rows): readers see all of it or none.
+//!   12 random low bits, above every id the handle took and above the highest id among the
+//!   stream's entries, so within a stream ascending ids are ascending versions. Handles writing
+//!   different streams may take one id in two streams (an entry is keyed by stream and id, so
+//!   nothing is overwritten), which makes a search across all streams, ordered by id, page
+//!   past both at once.
+//! - **Atomic batches.** An append is one insert, sent as one block (`max_insert_block_size`
+//!   raised to the batch where it is larger), which ClickHouse writes as one part: readers see
+//!   all of it or none.
+//! - **Cancellation.** An append whose future is dropped, or whose connection fails, after
+//!   the server has its rows may still commit them; the handle forgets the stream's version
+//!   and reads it again on the next append, which can miss rows the server is still writing
+//!   and give their version again. Retry an append that failed this way with a dedup key.
 //! - **Trim** deletes with `ALTER TABLE … DELETE` and returns once the mutation is done, so a
 //!   read after a trim never returns a trimmed entry. The stream's version is kept first.
 //! - **Rename** is not offered ([`ledger_core::Error::NotSupported`]): moving a stream's rows

@@ -94,7 +94,7 @@ impl ReplicaTarget for Target<'_> {
         updated_at: DateTime<Utc>,
     ) -> Result<bool> {
         self.backend
-            .revise(stream, id, updated_at, |entry| {
+            .revise(stream, id, Some(updated_at), |entry| {
                 let changed = entry.tags != *tags || entry.updated_at != Some(updated_at);
                 entry.tags = tags.clone();
                 changed
@@ -110,7 +110,7 @@ impl ReplicaTarget for Target<'_> {
         updated_at: DateTime<Utc>,
     ) -> Result<bool> {
         self.backend
-            .revise(stream, id, updated_at, |entry| {
+            .revise(stream, id, Some(updated_at), |entry| {
                 let changed =
                     entry.annotations != *annotations || entry.updated_at != Some(updated_at);
                 entry.annotations = annotations.clone();

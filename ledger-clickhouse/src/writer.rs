@@ -55,15 +55,24 @@ impl KeySet {
 
     /// Adds `keys`; `false` (and nothing added) if the stream or the handle would keep too many.
     pub fn extend(&mut self, keys: Vec<(String, EntryId)>) -> bool {
-        let held = self.budget.load(Ordering::Acquire);
-        if self.keys.len() + keys.len() > MAX_STREAM_KEYS || held + keys.len() > MAX_HANDLE_KEYS {
+        if self.keys.len() + keys.len() > MAX_STREAM_KEYS {
+            return false;
+        }
+        // Reserved before they are added, so concurrent loads cannot overshoot the budget.
+        let asked = keys.len();
+        let reserved = self
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + asked <= MAX_HANDLE_KEYS).then_some(held + asked)
+            });
+        if reserved.is_err() {
             return false;
         }
         let before = self.keys.len();
         self.keys.extend(keys);
         // Counted as kept, not as given: an entry's revisions repeat its key.
-        self.budget
-            .fetch_add(self.keys.len() - before, Ordering::AcqRel);
+        let kept = self.keys.len() - before;
+        self.budget.fetch_sub(asked - kept, Ordering::AcqRel);
         true
     }
 

@@ -129,3 +129,25 @@ fn a_store_a_later_release_upgraded_is_refused_and_left_alone() {
         );
     });
 }
+
+#[test]
+fn a_table_named_like_a_keyword_works() {
+    run(async {
+        // Valid under the core's rule, and a keyword where ClickHouse expects a table name.
+        let store = ClickHouseStore::builder()
+            .table("table")
+            .connect(&url())
+            .await
+            .expect("store opens");
+        let stream = fresh_table();
+        store
+            .append(
+                &stream,
+                vec![AppendInput::new(json!(1))],
+                ExpectedVersion::NoStream,
+            )
+            .await
+            .expect("append to table `table`");
+        assert_eq!(store.count(&stream).await.unwrap(), 1);
+    });
+}
