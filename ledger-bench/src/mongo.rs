@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
 use crate::workload::{
-    ItemAdded, RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median, medians,
-    metadata, payload, rate, read_both, read_pages, read_raw_pages, read_typed, system,
+    ItemAdded, RawEntry, RawEvent, Result, cursor_reads, dedup_key, in_parallel, input, medians,
+    metadata, payload, rate, read_raw_pages, system, whole_stream_reads,
 };
 
 fn fresh_name(kind: &str) -> String {
@@ -420,19 +420,10 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .append("big", inputs, ExpectedVersion::NoStream)
         .await?;
     // Both systems start warm: one untimed pass each.
-    read_both(&store, sizes, async |after| {
+    let (raw, led) = cursor_reads(&store, sizes, async |after| {
         raw_page(&entries, "big", after, sizes.page).await
     })
     .await?;
-    let (mut raw, mut led) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        let (r, l) = read_both(&store, sizes, async |after| {
-            raw_page(&entries, "big", after, sizes.page).await
-        })
-        .await?;
-        raw.push(r);
-        led.push(l);
-    }
     report.row(ReportRow {
         backend: "MongoDB",
         workload: format!(
@@ -442,8 +433,8 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         baseline: "find({stream, _id: {$gt}}).sort({version: 1}).limit, every field but search, \
                    same decoding"
             .into(),
-        raw_eps: median(raw),
-        ledger_eps: median(led),
+        raw_eps: raw,
+        ledger_eps: led,
         target: Some(0.8),
     });
 
@@ -452,53 +443,34 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .append("long", inputs, ExpectedVersion::NoStream)
         .await?;
     let long = sizes.long;
-    let runs = [
-        system(|| {
-            read_raw_pages(
-                long,
-                async |after| raw_event_page(&entries, after, long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_typed(&store, long)),
-        system(|| {
-            read_raw_pages(
-                long,
-                async |after| raw_page(&entries, "long", after, long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_pages(&store, long)),
-    ];
-    medians(1, &runs).await?; // warm
-    let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
-        unreachable!("four runs")
-    };
-    report.row(ReportRow {
-        backend: "MongoDB",
-        workload: format!(
-            "read one stream of {} events, typed (`Stream::read_all`, pages of {})",
-            long.events, long.page
+    whole_stream_reads(
+        report,
+        "MongoDB",
+        &store,
+        sizes,
+        (
+            system(|| {
+                read_raw_pages(
+                    long,
+                    async |after| raw_event_page(&entries, after, long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "find of _id, version, payload, metadata, created_at … limit, decoded to the \
+                   typed event",
         ),
-        baseline: "find of _id, version, payload, metadata, created_at … limit, decoded to the \
-                   typed event"
-            .into(),
-        raw_eps: raw_typed,
-        ledger_eps: typed,
-        target: Some(0.9),
-    });
-    report.row(ReportRow {
-        backend: "MongoDB",
-        workload: format!(
-            "read one stream of {} events, `Store::read` pages of {}",
-            long.events, long.page
+        (
+            system(|| {
+                read_raw_pages(
+                    long,
+                    async |after| raw_page(&entries, "long", after, long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "find of every field but search … limit, same decoding",
         ),
-        baseline: "find of every field but search … limit, same decoding".into(),
-        raw_eps: raw_pages,
-        ledger_eps: pages,
-        target: Some(0.9),
-    });
-    drop(runs);
+    )
+    .await?;
     drop_store(&db, store).await?;
     Ok(())
 }

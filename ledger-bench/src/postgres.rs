@@ -15,9 +15,8 @@ use sqlx::{PgPool, Row};
 use crate::Sizes;
 use crate::report::{Measurement, Report, Row as ReportRow};
 use crate::workload::{
-    ItemAdded, RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median, medians,
-    metadata, payload, rate, read_both, read_pages, read_raw_pages, read_typed, single_target,
-    system,
+    ItemAdded, RawEntry, RawEvent, Result, cursor_reads, dedup_key, in_parallel, input, median,
+    medians, metadata, payload, rate, read_raw_pages, single_target, system, whole_stream_reads,
 };
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
@@ -479,19 +478,10 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     // Both systems start warm: one untimed pass each.
-    read_both(&store, sizes, async |after| {
+    let (raw, led) = cursor_reads(&store, sizes, async |after| {
         raw_page(&pool, store.table(), "big", after, sizes.page).await
     })
     .await?;
-    let (mut raw, mut led) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        let (r, l) = read_both(&store, sizes, async |after| {
-            raw_page(&pool, store.table(), "big", after, sizes.page).await
-        })
-        .await?;
-        raw.push(r);
-        led.push(l);
-    }
     report.row(ReportRow {
         backend: "PostgreSQL",
         workload: format!(
@@ -499,8 +489,8 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
             sizes.read_entries, sizes.page
         ),
         baseline: "SELECT … WHERE stream = $1 AND id > $2 LIMIT, same decoding".into(),
-        raw_eps: median(raw),
-        ledger_eps: median(led),
+        raw_eps: raw,
+        ledger_eps: led,
         target: Some(0.8),
     });
 
@@ -512,52 +502,33 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
         .execute(&pool)
         .await?;
     let table = store.table();
-    let runs = [
-        system(|| {
-            read_raw_pages(
-                sizes.long,
-                async |after| raw_event_page(&pool, table, after, sizes.long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_typed(&store, sizes.long)),
-        system(|| {
-            read_raw_pages(
-                sizes.long,
-                async |after| raw_page(&pool, table, "long", after, sizes.long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_pages(&store, sizes.long)),
-    ];
-    medians(1, &runs).await?; // warm
-    let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
-        unreachable!("four runs")
-    };
-    report.row(ReportRow {
-        backend: "PostgreSQL",
-        workload: format!(
-            "read one stream of {} events, typed (`Stream::read_all`, pages of {})",
-            sizes.long.events, sizes.long.page
+    whole_stream_reads(
+        report,
+        "PostgreSQL",
+        &store,
+        sizes,
+        (
+            system(|| {
+                read_raw_pages(
+                    sizes.long,
+                    async |after| raw_event_page(&pool, table, after, sizes.long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event",
         ),
-        baseline:
-            "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
-                .into(),
-        raw_eps: raw_typed,
-        ledger_eps: typed,
-        target: Some(0.9),
-    });
-    report.row(ReportRow {
-        backend: "PostgreSQL",
-        workload: format!(
-            "read one stream of {} events, `Store::read` pages of {}",
-            sizes.long.events, sizes.long.page
+        (
+            system(|| {
+                read_raw_pages(
+                    sizes.long,
+                    async |after| raw_page(&pool, table, "long", after, sizes.long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "SELECT of every column … LIMIT, same decoding",
         ),
-        baseline: "SELECT of every column … LIMIT, same decoding".into(),
-        raw_eps: raw_pages,
-        ledger_eps: pages,
-        target: Some(0.9),
-    });
+    )
+    .await?;
 
     let feed_store = ledger_store(url, "ledger_feed", true).await?;
     let feed_entries = sizes.batches * sizes.batch;

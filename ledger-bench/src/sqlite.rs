@@ -12,8 +12,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use crate::Sizes;
 use crate::report::{Report, Row as ReportRow};
 use crate::workload::{
-    RawEntry, RawEvent, Result, dedup_key, in_parallel, input, median, medians, metadata, payload,
-    rate, read_both, read_pages, read_raw_pages, read_typed, system,
+    RawEntry, RawEvent, Result, cursor_reads, dedup_key, in_parallel, input, median, medians,
+    metadata, payload, rate, read_raw_pages, system, whole_stream_reads,
 };
 
 /// The baseline's table: the columns and indexes a careful hand-written event table has.
@@ -353,19 +353,10 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await?;
-    read_both(&store, sizes, async |after| {
+    let (raw, led) = cursor_reads(&store, sizes, async |after| {
         raw_page(&pool, "big", after, sizes.page).await
     })
     .await?;
-    let (mut raw, mut led) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
-        let (r, l) = read_both(&store, sizes, async |after| {
-            raw_page(&pool, "big", after, sizes.page).await
-        })
-        .await?;
-        raw.push(r);
-        led.push(l);
-    }
     report.row(ReportRow {
         backend: "SQLite",
         workload: format!(
@@ -373,8 +364,8 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
             sizes.read_entries, sizes.page
         ),
         baseline: "SELECT … WHERE stream = ? AND id > ? LIMIT, same decoding".into(),
-        raw_eps: median(raw),
-        ledger_eps: median(led),
+        raw_eps: raw,
+        ledger_eps: led,
         target: Some(0.8),
     });
 
@@ -385,51 +376,32 @@ pub async fn run(sizes: Sizes, report: &mut Report) -> Result<()> {
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await?;
-    let runs = [
-        system(|| {
-            read_raw_pages(
-                sizes.long,
-                async |after| raw_event_page(&pool, after, sizes.long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_typed(&store, sizes.long)),
-        system(|| {
-            read_raw_pages(
-                sizes.long,
-                async |after| raw_page(&pool, "long", after, sizes.long.page).await,
-                |e| e.id,
-            )
-        }),
-        system(|| read_pages(&store, sizes.long)),
-    ];
-    medians(1, &runs).await?; // warm
-    let [raw_typed, typed, raw_pages, pages] = medians(sizes.repeats, &runs).await?[..] else {
-        unreachable!("four runs")
-    };
-    report.row(ReportRow {
-        backend: "SQLite",
-        workload: format!(
-            "read one stream of {} events, typed (`Stream::read_all`, pages of {})",
-            sizes.long.events, sizes.long.page
+    whole_stream_reads(
+        report,
+        "SQLite",
+        &store,
+        sizes,
+        (
+            system(|| {
+                read_raw_pages(
+                    sizes.long,
+                    async |after| raw_event_page(&pool, after, sizes.long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event",
         ),
-        baseline:
-            "SELECT id, version, payload, metadata, created_at … LIMIT, decoded to the typed event"
-                .into(),
-        raw_eps: raw_typed,
-        ledger_eps: typed,
-        target: Some(0.9),
-    });
-    report.row(ReportRow {
-        backend: "SQLite",
-        workload: format!(
-            "read one stream of {} events, `Store::read` pages of {}",
-            sizes.long.events, sizes.long.page
+        (
+            system(|| {
+                read_raw_pages(
+                    sizes.long,
+                    async |after| raw_page(&pool, "long", after, sizes.long.page).await,
+                    |e| e.id,
+                )
+            }),
+            "SELECT of every column … LIMIT, same decoding",
         ),
-        baseline: "SELECT of every column … LIMIT, same decoding".into(),
-        raw_eps: raw_pages,
-        ledger_eps: pages,
-        target: Some(0.9),
-    });
+    )
+    .await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Sizes;
+use crate::report::{Report, Row};
 
 /// Errors of a benchmark run.
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -216,6 +217,74 @@ pub async fn read_both(
     }
     assert_eq!(seen, sizes.read_entries, "every entry was read");
     Ok((rate(seen, raw_time), rate(seen, ledger_time)))
+}
+
+/// The cursor-read workload: stream `big` read with both systems in turn ([`read_both`]),
+/// once untimed so that both start warm, then `sizes.repeats` times. Returns the medians,
+/// `(baseline, ledger)`.
+pub async fn cursor_reads(
+    store: &Store,
+    sizes: Sizes,
+    mut raw_page: impl AsyncFnMut(i64) -> Result<Vec<RawEntry>>,
+) -> Result<(f64, f64)> {
+    read_both(store, sizes, &mut raw_page).await?;
+    let (mut raw, mut led) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.repeats {
+        let (r, l) = read_both(store, sizes, &mut raw_page).await?;
+        raw.push(r);
+        led.push(l);
+    }
+    Ok((median(raw), median(led)))
+}
+
+/// The whole-stream workloads on stream `long`: `typed`, a raw reader decoding the typed
+/// event, against `Stream::read_all`, and `pages`, one decoding every field, against
+/// `Store::read`, each with the text that describes its baseline. Runs them once untimed
+/// (warm), then `sizes.repeats` times, and reports both rows as `backend`'s.
+pub async fn whole_stream_reads<'a>(
+    report: &mut Report,
+    backend: &'static str,
+    store: &'a Store,
+    sizes: Sizes,
+    typed: (Run<'a>, &str),
+    pages: (Run<'a>, &str),
+) -> Result<()> {
+    let long = sizes.long;
+    let runs = [
+        typed.0,
+        system(move || read_typed(store, long)),
+        pages.0,
+        system(move || read_pages(store, long)),
+    ];
+    medians(1, &runs).await?; // warm
+    let [raw_typed, ledger_typed, raw_pages, ledger_pages] =
+        medians(sizes.repeats, &runs).await?[..]
+    else {
+        unreachable!("four runs")
+    };
+    report.row(Row {
+        backend,
+        workload: format!(
+            "read one stream of {} events, typed (`Stream::read_all`, pages of {})",
+            long.events, long.page
+        ),
+        baseline: typed.1.into(),
+        raw_eps: raw_typed,
+        ledger_eps: ledger_typed,
+        target: Some(0.9),
+    });
+    report.row(Row {
+        backend,
+        workload: format!(
+            "read one stream of {} events, `Store::read` pages of {}",
+            long.events, long.page
+        ),
+        baseline: pages.1.into(),
+        raw_eps: raw_pages,
+        ledger_eps: ledger_pages,
+        target: Some(0.9),
+    });
+    Ok(())
 }
 
 /// Payload of event `n` (about 200 bytes of JSON, like an order line).

@@ -67,8 +67,8 @@ impl ReplicaTarget for Target<'_> {
             .map(|(entry, payload)| NewRow::of(entry, payload, 0))
             .collect();
         self.backend.insert(&rows).await?;
-        for entry in entries {
-            self.backend.writers.saw_id(entry.id.get());
+        if let Some(highest) = entries.iter().map(|e| e.id.get()).max() {
+            self.backend.writers.saw_id(highest);
         }
         let mut streams: Vec<&str> = entries.iter().map(|e| e.stream.as_str()).collect();
         streams.sort_unstable();
