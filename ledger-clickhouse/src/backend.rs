@@ -17,8 +17,8 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, BackendErrorKind, Capabilities, Conditions, Direction, Entry,
-    EntryId, Error, ExpectedVersion, FeedRecord, ListOptions, RawPayload, ReadOptions, Replication,
-    Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    EntryId, Error, ExpectedVersion, FeedRecord, Lane, ListOptions, RawPayload, ReadOptions,
+    Replication, Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::error::backend;
@@ -742,7 +742,7 @@ impl HealthBackend for ClickHouseBackend {
 
 #[async_trait]
 impl ReplicaBackend for ClickHouseBackend {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
-        apply_records(&mut Target { backend: self }, cursor, records).await
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
+        apply_records(&mut Target { backend: self }, cursor, lane, records).await
     }
 }

@@ -27,6 +27,24 @@ impl ReplicaTarget for Target<'_> {
         self.backend.get_cursor(name).await
     }
 
+    async fn cursors(&mut self, names: &[String]) -> Result<Vec<Option<u64>>> {
+        let sql = format!(
+            "SELECT name, max(position) FROM {} WHERE has(?, name) GROUP BY name",
+            self.backend.names.cursors
+        );
+        let saved: std::collections::HashMap<String, u64> = self
+            .backend
+            .client
+            .query(&sql)
+            .bind(names)
+            .fetch_all::<(String, u64)>()
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .collect();
+        Ok(names.iter().map(|n| saved.get(n).copied()).collect())
+    }
+
     async fn save_cursor(&mut self, name: &str, position: u64) -> Result<()> {
         self.backend.set_cursor(name, position).await
     }

@@ -131,3 +131,55 @@ impl Mutation {
         }
     }
 }
+
+/// One of the [`Lane::COUNT`] lanes a replicated feed's streams are spread over, so that a
+/// bridge can apply several streams at once while each keeps its order: every record of a
+/// stream is in the lane of its name.
+///
+/// A replica keeps a cursor per lane beside the bridge's cursor (see
+/// [`crate::Store::apply_replicated_lane`]). The lane of a stream depends on its name alone, the
+/// same in every process and release, so progress saved by one bridge means the same to any
+/// other, whatever parallelism either runs with.
+///
+/// ```
+/// use ledger_core::Lane;
+/// assert_eq!(Lane::of("order-7"), Lane::of("order-7"));
+/// assert!(Lane::of("order-7").index() < Lane::COUNT);
+/// assert_eq!(Lane::all().count(), Lane::COUNT as usize);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lane(u8);
+
+impl Lane {
+    /// How many lanes there are.
+    pub const COUNT: u8 = 16;
+
+    /// The lane of `stream`: FNV-1a of its bytes, a hash fixed by its definition.
+    pub fn of(stream: &str) -> Lane {
+        let hash = stream.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        Lane((hash % u32::from(Lane::COUNT)) as u8)
+    }
+
+    /// Every lane, in order.
+    pub fn all() -> impl Iterator<Item = Lane> {
+        (0..Lane::COUNT).map(Lane)
+    }
+
+    /// The lane's number, below [`Lane::COUNT`].
+    pub fn index(self) -> u8 {
+        self.0
+    }
+
+    /// The name of the cursor that keeps this lane's progress beside cursor `name`.
+    pub fn cursor(self, name: &str) -> String {
+        format!("{name}/lane-{:02}", self.0)
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lane {}", self.0)
+    }
+}

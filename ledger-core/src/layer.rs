@@ -15,7 +15,7 @@ use crate::entry::{
     AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
 };
 use crate::error::{Error, Result};
-use crate::feed::FeedRecord;
+use crate::feed::{FeedRecord, Lane};
 use crate::read::{ListOptions, ReadOptions, SearchQuery};
 use crate::store::Store;
 
@@ -363,6 +363,11 @@ impl<L: Layer> ChangeFeedBackend for Layered<L> {
         let run = self.inner.read_feed(after, limit);
         self.call(Operation::ReadFeed, run).await
     }
+
+    async fn feed_head(&self) -> Result<Option<u64>> {
+        let run = self.inner.feed_head();
+        self.call(Operation::ReadFeed, run).await
+    }
 }
 
 #[async_trait]
@@ -387,12 +392,17 @@ impl<L: Layer> HealthBackend for Layered<L> {
 
 #[async_trait]
 impl<L: Layer> ReplicaBackend for Layered<L> {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
         let run = async {
-            self.inner
-                .apply_replicated(cursor, records)
-                .await
-                .map(Applied)
+            match lane {
+                Some(lane) => {
+                    self.inner
+                        .apply_replicated_lane(cursor, lane, records)
+                        .await
+                }
+                None => self.inner.apply_replicated(cursor, records).await,
+            }
+            .map(Applied)
         };
         self.call(Operation::ApplyReplicated, run)
             .await

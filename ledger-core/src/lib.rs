@@ -94,11 +94,12 @@ pub use entry::{
     StreamStat,
 };
 pub use error::{BackendErrorKind, CodecError, Error, Result};
-pub use feed::{FeedRecord, Mutation, MutationKind};
+pub use feed::{FeedRecord, Lane, Mutation, MutationKind};
 pub use layer::{Call, Layer, Operation, Outcome};
 pub use memory::MemoryStore;
 pub use name::{
-    MAX_STREAM_LEN, MAX_TABLE_LEN, validate_cursor_name, validate_stream_id, validate_table_name,
+    MAX_REPLICATION_CURSOR_LEN, MAX_STREAM_LEN, MAX_TABLE_LEN, validate_cursor_name,
+    validate_replication_cursor, validate_stream_id, validate_table_name,
 };
 pub use read::{
     DEFAULT_LIMIT, Direction, Filter, ListOptions, MAX_LIMIT, ReadOptions, SearchMode, SearchQuery,

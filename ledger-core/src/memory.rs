@@ -22,7 +22,7 @@ use crate::capabilities::{
 };
 use crate::entry::{AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, StreamStat};
 use crate::error::{Error, Result};
-use crate::feed::{FeedRecord, Mutation};
+use crate::feed::{FeedRecord, Lane, Mutation};
 use crate::read::{Direction, ListOptions, ReadOptions, SearchQuery, payload_contains};
 use crate::store::Store;
 
@@ -533,6 +533,10 @@ impl SearchBackend for MemoryBackend {
 
 #[async_trait]
 impl ChangeFeedBackend for MemoryBackend {
+    async fn feed_head(&self) -> Result<Option<u64>> {
+        Ok(self.state().feed.last().map(|r| r.position))
+    }
+
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
         let state = self.state();
         let start = after.unwrap_or(0).min(state.feed.len() as u64) as usize;
@@ -572,13 +576,13 @@ impl HealthBackend for MemoryBackend {
 
 #[async_trait]
 impl ReplicaBackend for MemoryBackend {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
         use futures::FutureExt;
         self.mutate(|state| {
             // All or nothing, like a transaction: apply to a copy, keep it if every record
             // applied. The in-memory steps never wait, so this runs to its end under the lock.
             let mut next = state.clone();
-            let applied = apply_records(&mut next, cursor, records)
+            let applied = apply_records(&mut next, cursor, lane, records)
                 .now_or_never()
                 .expect("the in-memory replica target never waits")?;
             *state = next;

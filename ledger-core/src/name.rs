@@ -47,6 +47,23 @@ pub fn validate_cursor_name(name: &str) -> Result<()> {
     validate_text_name("cursor", name)
 }
 
+/// The longest replication cursor name: its lanes' cursors ([`crate::Lane::cursor`]) add 8 bytes.
+pub const MAX_REPLICATION_CURSOR_LEN: usize = MAX_STREAM_LEN - 8;
+
+/// Checks a replication cursor name ([`crate::Store::apply_replicated`]): a cursor name of at
+/// most [`MAX_REPLICATION_CURSOR_LEN`] bytes.
+pub fn validate_replication_cursor(name: &str) -> Result<()> {
+    validate_cursor_name(name)?;
+    if name.len() > MAX_REPLICATION_CURSOR_LEN {
+        return Err(Error::InvalidName {
+            kind: "replication cursor",
+            name: name.to_owned(),
+            reason: "must be at most 248 bytes long (its lanes' cursors add 8)",
+        });
+    }
+    Ok(())
+}
+
 /// Names stored as bound text values: 1 to [`MAX_STREAM_LEN`] bytes, no NUL (which PostgreSQL
 /// and others cannot store).
 fn validate_text_name(kind: &'static str, name: &str) -> Result<()> {

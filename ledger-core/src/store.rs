@@ -13,8 +13,8 @@ use crate::entry::{
     AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
 };
 use crate::error::{Error, Result};
-use crate::feed::FeedRecord;
-use crate::name::{validate_cursor_name, validate_stream_id};
+use crate::feed::{FeedRecord, Lane, Mutation};
+use crate::name::{validate_cursor_name, validate_replication_cursor, validate_stream_id};
 use crate::read::{ListOptions, ReadOptions, SearchQuery};
 use crate::subscribe::{SubscribeOptions, subscribe_feed, subscribe_stream};
 use crate::validate::{validate_annotations, validate_append, validate_tags};
@@ -437,6 +437,19 @@ impl Store {
         self.named(result)
     }
 
+    /// The highest position [`Store::read_feed`] can return now (`None` while the feed is
+    /// empty): how far a reader at position `p` is behind is at most `head - p` records
+    /// (positions may skip numbers, never records). [`Error::NotSupported`] without a change
+    /// feed.
+    pub async fn feed_head(&self) -> Result<Option<u64>> {
+        self.check_open()?;
+        let Some(feed) = self.backend().as_change_feed() else {
+            return self.require(false, "a change feed").map(|()| None);
+        };
+        let result = feed.feed_head().await;
+        self.named(result)
+    }
+
     /// The position saved under cursor `name`, if any. Names are 1 to 256 bytes without NUL.
     pub async fn get_cursor(&self, name: &str) -> Result<Option<u64>> {
         self.check_open()?;
@@ -474,15 +487,61 @@ impl Store {
     /// versions and timestamps, so this store converges to the source.
     ///
     /// `records` must have strictly ascending positions. Records at or below the position saved
-    /// under cursor `cursor` are skipped, so replaying any prefix of a feed changes nothing and
-    /// never fails; the cursor is then saved at the last record's position, in the same
-    /// transaction where the store has transactions ([`crate::Replication`]). Returns how many
-    /// records were above the saved cursor, and so applied. A store that replicates should take
-    /// no appends of its own: an id of the source that this store already holds for another
-    /// entry is an error, never an overwrite.
+    /// under cursor `cursor` are skipped, and so are those at or below the cursor of their
+    /// stream's [`Lane`] (saved by [`Store::apply_replicated_lane`]), so replaying any prefix of
+    /// a feed changes nothing and never fails; the cursor is then saved at the last record's
+    /// position, in the same transaction where the store has transactions
+    /// ([`crate::Replication`]). Returns how many records were above the saved cursors, and so
+    /// applied. A store that replicates should take no appends of its own: an id of the source
+    /// that this store already holds for another entry is an error, never an overwrite.
+    ///
+    /// Replication cursor names are at most 248 bytes, leaving room for the lanes' cursors
+    /// ([`Error::InvalidName`]).
     pub async fn apply_replicated(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+        self.replicate(cursor, None, records).await
+    }
+
+    /// [`Store::apply_replicated`] for records of one [`Lane`] only, which a bridge applies
+    /// beside other lanes' at once: records at or below the lane's cursor or cursor `cursor`
+    /// are skipped, and the lane's cursor is saved at the last record's position (`cursor`
+    /// itself is left to the bridge, once every lane has applied its part of a page). Renames
+    /// move a stream between lanes, so they are refused here ([`Error::InvalidArgument`]):
+    /// apply them with [`Store::apply_replicated`], after every record before them.
+    pub async fn apply_replicated_lane(
+        &self,
+        cursor: &str,
+        lane: Lane,
+        records: &[FeedRecord],
+    ) -> Result<u64> {
+        if let Some(r) = records.iter().find(|r| Lane::of(&r.stream) != lane) {
+            return Err(Error::InvalidArgument(format!(
+                "record {} is of stream {:?}, in {}, not {lane}",
+                r.position,
+                r.stream,
+                Lane::of(&r.stream)
+            )));
+        }
+        if let Some(r) = records
+            .iter()
+            .find(|r| matches!(r.mutation, Mutation::Rename { .. }))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "record {} renames stream {:?}: a rename moves a stream between lanes, so it is \
+                 applied with every lane (Store::apply_replicated)",
+                r.position, r.stream
+            )));
+        }
+        self.replicate(cursor, Some(lane), records).await
+    }
+
+    async fn replicate(
+        &self,
+        cursor: &str,
+        lane: Option<Lane>,
+        records: &[FeedRecord],
+    ) -> Result<u64> {
         self.check_open()?;
-        validate_cursor_name(cursor)?;
+        validate_replication_cursor(cursor)?;
         if let Some(pair) = records.windows(2).find(|p| p[0].position >= p[1].position) {
             return Err(Error::InvalidArgument(format!(
                 "replicated records must have ascending positions, but {} is followed by {}",
@@ -495,7 +554,7 @@ impl Store {
         if records.is_empty() {
             return Ok(0);
         }
-        let result = replica.apply(cursor, records).await;
+        let result = replica.apply(cursor, lane, records).await;
         self.named(result)
     }
 

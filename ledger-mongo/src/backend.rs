@@ -20,7 +20,7 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, Capabilities, Conditions, Direction, Entry, EntryId, Error,
-    ExpectedVersion, FeedOrder, FeedRecord, ListOptions, Mutation, ReadOptions, Replication,
+    ExpectedVersion, FeedOrder, FeedRecord, Lane, ListOptions, Mutation, ReadOptions, Replication,
     Result, SearchMode, SearchModes, SearchQuery, StreamStat, TimestampPrecision, payload_contains,
 };
 
@@ -730,6 +730,20 @@ impl SearchBackend for MongoBackend {
 
 #[async_trait]
 impl ChangeFeedBackend for MongoBackend {
+    async fn feed_head(&self) -> Result<Option<u64>> {
+        // Positions are taken from a counter inside each mutation's transaction, so they
+        // commit in order: the highest visible one has none missing below it.
+        let last = self
+            .feed
+            .find_one(doc! {})
+            .sort(doc! {"_id": -1})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(backend)?;
+        last.map(|d| stored::int(&d, "_id").map(|p| p as u64))
+            .transpose()
+    }
+
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
         let after = ledger_core::backend::stored_position(after.unwrap_or(0))?;
         let docs: Vec<Document> = self
@@ -848,13 +862,13 @@ impl HealthBackend for MongoBackend {
 
 #[async_trait]
 impl ReplicaBackend for MongoBackend {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
         let applied = transact!(self, |session| {
             let mut target = crate::replica::Target {
                 backend: self,
                 session: &mut session,
             };
-            ledger_core::backend::replica::apply_records(&mut target, cursor, records).await
+            ledger_core::backend::replica::apply_records(&mut target, cursor, lane, records).await
         })?;
         self.signal.committed();
         Ok(applied)

@@ -33,6 +33,26 @@ impl ReplicaTarget for Target<'_, '_> {
             .transpose()
     }
 
+    async fn cursors(&mut self, names: &[String]) -> Result<Vec<Option<u64>>> {
+        let docs = self
+            .backend
+            .find_all(
+                self.session,
+                &self.backend.cursors,
+                doc! {"_id": {"$in": names}},
+                None,
+            )
+            .await?;
+        let mut saved = std::collections::HashMap::with_capacity(docs.len());
+        for d in &docs {
+            let name = d
+                .get_str("_id")
+                .map_err(|e| Error::corrupt(format_args!("cursor: {e}")))?;
+            saved.insert(name.to_owned(), stored::int(d, "position")? as u64);
+        }
+        Ok(names.iter().map(|n| saved.get(n).copied()).collect())
+    }
+
     async fn save_cursor(&mut self, name: &str, position: u64) -> Result<()> {
         save_cursor(self.backend, self.session, name, position).await
     }

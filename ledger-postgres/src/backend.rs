@@ -15,8 +15,8 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, Capabilities, Conditions, Entry, EntryId, Error, ExpectedVersion,
-    FeedOrder, FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result,
-    SearchMode, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    FeedOrder, FeedRecord, Lane, ListOptions, Mutation, RawPayload, ReadOptions, Replication,
+    Result, SearchMode, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
@@ -320,6 +320,13 @@ impl ChangeFeedBackend for PostgresBackend {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
         feed::read(self.db.pool(), &self.sql, after, limit).await
     }
+
+    async fn feed_head(&self) -> Result<Option<u64>> {
+        // Sequence values taken by transactions that rolled back leave holes below it: the
+        // head is an upper bound of what a reader has left, as documented.
+        let horizon = feed::horizon(self.db.pool(), &self.sql).await?;
+        Ok((horizon > 0).then_some(horizon))
+    }
 }
 
 #[async_trait]
@@ -342,14 +349,14 @@ impl HealthBackend for PostgresBackend {
 
 #[async_trait]
 impl ReplicaBackend for PostgresBackend {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
         self.write(async |conn| {
             let mut target = replica::Target {
                 conn,
                 sql: &self.sql,
                 change_feed: self.change_feed,
             };
-            apply_records(&mut target, cursor, records).await
+            apply_records(&mut target, cursor, lane, records).await
         })
         .await
     }

@@ -46,6 +46,16 @@ pub async fn record(
     Ok(())
 }
 
+/// The horizon: the highest position a reader may read now (every position up to it has
+/// committed or never will); 0 while none has.
+pub async fn horizon(pool: &PgPool, sql: &Statements) -> Result<u64> {
+    let horizon: Option<i64> = sqlx::query_scalar(&sql.feed_horizon)
+        .fetch_one(pool)
+        .await
+        .map_err(backend_err)?;
+    Ok(horizon.unwrap_or(0).max(0) as u64)
+}
+
 /// Up to `limit` records after `after` and below the horizon, their appends' entries joined
 /// back.
 pub async fn read(
@@ -55,11 +65,7 @@ pub async fn read(
     limit: u32,
 ) -> Result<Vec<FeedRecord>> {
     // Its own statement, so that the records' snapshot is taken after it (see the module docs).
-    let horizon: Option<i64> = sqlx::query_scalar(&sql.feed_horizon)
-        .fetch_one(pool)
-        .await
-        .map_err(backend_err)?;
-    let horizon = horizon.unwrap_or(0).max(0) as u64;
+    let horizon = horizon(pool, sql).await?;
     if horizon <= after.unwrap_or(0) {
         return Ok(Vec::new());
     }

@@ -77,6 +77,21 @@ impl ReplicaTarget for Target<'_> {
         ledger_sql::get_cursor(&mut *self.conn, &self.sql.get_cursor, name).await
     }
 
+    async fn cursors(&mut self, names: &[String]) -> Result<Vec<Option<u64>>> {
+        let rows = sqlx::query(&self.sql.get_cursors)
+            .bind(names)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(backend_err)?;
+        let mut saved = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0).map_err(backend_err)?;
+            let position: i64 = row.try_get(1).map_err(backend_err)?;
+            saved.insert(name, position as u64);
+        }
+        Ok(names.iter().map(|n| saved.get(n).copied()).collect())
+    }
+
     async fn save_cursor(&mut self, name: &str, position: u64) -> Result<()> {
         ledger_sql::set_cursor(&mut *self.conn, &self.sql.set_cursor, name, position).await
     }

@@ -117,6 +117,7 @@ pub struct Statements {
     pub fts_index_valid: String,
     pub drop_fts_index: String,
     pub get_cursor: String,
+    pub get_cursors: String,
     pub set_cursor: String,
 }
 
@@ -357,6 +358,7 @@ impl Statements {
                 .to_owned(),
             drop_fts_index: format!(r#"DROP INDEX CONCURRENTLY IF EXISTS "{}""#, names.fts_index),
             get_cursor: format!(r#"SELECT position FROM "{cursors}" WHERE name = $1"#),
+            get_cursors: format!(r#"SELECT name, position FROM "{cursors}" WHERE name = ANY($1)"#),
             set_cursor: format!(
                 r#"INSERT INTO "{cursors}" (name, position) VALUES ($1, $2)
                    ON CONFLICT (name) DO UPDATE

@@ -14,8 +14,8 @@ use ledger_core::backend::{
 };
 use ledger_core::{
     AppendInput, AppendResult, Capabilities, Conditions, Entry, EntryId, Error, ExpectedVersion,
-    FeedOrder, FeedRecord, ListOptions, Mutation, RawPayload, ReadOptions, Replication, Result,
-    SearchModes, SearchQuery, StreamStat, TimestampPrecision,
+    FeedOrder, FeedRecord, Lane, ListOptions, Mutation, RawPayload, ReadOptions, Replication,
+    Result, SearchModes, SearchQuery, StreamStat, TimestampPrecision,
 };
 
 use crate::database::Database;
@@ -350,6 +350,16 @@ impl ChangeFeedBackend for SqliteBackend {
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>> {
         feed::read(self.db.pool(), &self.sql, after, limit).await
     }
+
+    async fn feed_head(&self) -> Result<Option<u64>> {
+        // Positions are taken under SQLite's one write lock: every record below the highest
+        // has committed.
+        let head: Option<i64> = sqlx::query_scalar(&self.sql.feed_head)
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(backend_err)?;
+        Ok(head.map(|p| p as u64))
+    }
 }
 
 #[async_trait]
@@ -372,14 +382,14 @@ impl HealthBackend for SqliteBackend {
 
 #[async_trait]
 impl ReplicaBackend for SqliteBackend {
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64> {
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64> {
         self.write(async |conn| {
             let mut target = replica::Target {
                 conn,
                 sql: &self.sql,
                 change_feed: self.change_feed,
             };
-            apply_records(&mut target, cursor, records).await
+            apply_records(&mut target, cursor, lane, records).await
         })
         .await
     }

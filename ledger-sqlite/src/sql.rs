@@ -39,6 +39,7 @@ pub struct Statements {
     pub rename_entries: String,
     pub rename_stream: String,
     pub read_feed: String,
+    pub feed_head: String,
     pub entries_by_ids: String,
     pub get_cursor: String,
     pub set_cursor: String,
@@ -129,6 +130,7 @@ impl Statements {
                 r#"SELECT position, stream, mutation, ids, version FROM "{t}_feed"
                    WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"#
             ),
+            feed_head: format!(r#"SELECT max(position) FROM "{t}_feed""#),
             entries_by_ids: format!("{read_columns}id IN (SELECT value FROM json_each(?))"),
             get_cursor: format!(r#"SELECT position FROM "{t}_cursors" WHERE name = ?"#),
             set_cursor: format!(

@@ -63,7 +63,7 @@ use crate::entry::{
     AppendInput, AppendResult, Entry, EntryId, ExpectedVersion, RawPayload, StreamStat,
 };
 use crate::error::{Error, Result};
-use crate::feed::FeedRecord;
+use crate::feed::{FeedRecord, Lane};
 use crate::read::{ListOptions, ReadOptions, SearchQuery};
 
 pub use signal::CommitSignal;
@@ -183,6 +183,10 @@ pub trait ChangeFeedBackend: Send + Sync {
     /// Up to `limit` records with position greater than `after` (from the start with `None`),
     /// ascending. Never returns a record while an earlier position may still commit.
     async fn read_feed(&self, after: Option<u64>, limit: u32) -> Result<Vec<FeedRecord>>;
+
+    /// The highest position [`ChangeFeedBackend::read_feed`] can return now; `None` while the
+    /// feed is empty.
+    async fn feed_head(&self) -> Result<Option<u64>>;
 }
 
 /// Durable named positions; see [`crate::Store::get_cursor`].
@@ -205,10 +209,11 @@ pub trait HealthBackend: Send + Sync {
 /// Applying another store's feed records; see [`crate::Store::apply_replicated`].
 #[async_trait]
 pub trait ReplicaBackend: Send + Sync {
-    /// Applies `records` (ascending positions, non-empty) whose position is above the saved
-    /// cursor `cursor`, keeping their ids, versions and timestamps, and saves the cursor at the
-    /// last record's position. Returns how many records were applied (not skipped).
-    async fn apply(&self, cursor: &str, records: &[FeedRecord]) -> Result<u64>;
+    /// Applies `records` (ascending positions, non-empty; with a `lane`, all of it and no
+    /// renames) above the saved cursors, keeping their ids, versions and timestamps, and saves
+    /// the cursor at the last record's position: `replica::apply_records` does it all on a
+    /// backend's `ReplicaTarget`. Returns how many records were applied (not skipped).
+    async fn apply(&self, cursor: &str, lane: Option<Lane>, records: &[FeedRecord]) -> Result<u64>;
 }
 
 /// A feed position or cursor as the SQL backends store it (`BIGINT`).

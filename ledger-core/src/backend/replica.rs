@@ -3,6 +3,11 @@
 //! decides what each record does.
 //!
 //! A record at or below the saved cursor is skipped, which makes replaying any prefix a no-op.
+//! Besides the bridge's cursor, a replica keeps one cursor per [`Lane`]: a bridge applying
+//! streams in parallel applies each lane's records on their own (saving that lane's cursor) and
+//! saves its cursor once every lane has its part of a page. A record is skipped if it is at or
+//! below the bridge's cursor or its lane's, whichever the apply saves, so neither way of
+//! applying ever repeats what the other did.
 //! Above it, each record is applied so that the replica ends as the source did:
 //! - an append raises its stream's version and inserts its entries with their ids, versions and
 //!   timestamps, skipping an entry
@@ -23,13 +28,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::entry::{Entry, EntryId};
 use crate::error::{BackendErrorKind, Error, Result};
-use crate::feed::{FeedRecord, Mutation};
+use crate::feed::{FeedRecord, Lane, Mutation};
 
 /// The storage steps of applying records, on one transaction (or lock) of a backend.
 #[async_trait]
 pub trait ReplicaTarget: Send {
     /// The position saved under cursor `name`, if any.
     async fn cursor(&mut self, name: &str) -> Result<Option<u64>>;
+
+    /// The positions saved under each of `names`, in order. The default asks one at a time.
+    async fn cursors(&mut self, names: &[String]) -> Result<Vec<Option<u64>>> {
+        let mut positions = Vec::with_capacity(names.len());
+        for name in names {
+            positions.push(self.cursor(name).await?);
+        }
+        Ok(positions)
+    }
 
     /// Saves `position` under cursor `name` (never lower than what is saved).
     async fn save_cursor(&mut self, name: &str, position: u64) -> Result<()>;
@@ -72,23 +86,49 @@ pub trait ReplicaTarget: Send {
     async fn record(&mut self, stream: &str, mutation: &Mutation) -> Result<()>;
 }
 
-/// Applies the records above the saved cursor `cursor` to `target`, then saves the cursor at
-/// the last record's position. Returns how many records were above the cursor (applied, even
-/// where there was nothing left to change). On an error, the caller's transaction (if any) must
-/// be rolled back.
+/// Applies the records above the saved cursors to `target`, then saves the cursor the apply
+/// keeps at the last record's position: with `lane` `None`, cursor `cursor`, and every record is
+/// skipped that is at or below it or its lane's cursor; with a lane, that lane's cursor, and
+/// every record (all of that lane) is skipped that is at or below it or `cursor`. Returns how
+/// many records were applied (even where there was nothing left to change). On an error, the
+/// caller's transaction (if any) must be rolled back.
 pub async fn apply_records(
     target: &mut dyn ReplicaTarget,
     cursor: &str,
+    lane: Option<Lane>,
     records: &[FeedRecord],
 ) -> Result<u64> {
-    let saved = target.cursor(cursor).await?.unwrap_or(0);
+    let lanes: Vec<Lane> = match lane {
+        Some(lane) => vec![lane],
+        None => Lane::all().collect(),
+    };
+    let mut names = vec![cursor.to_owned()];
+    names.extend(lanes.iter().map(|l| l.cursor(cursor)));
+    let saved = target.cursors(&names).await?;
+    let main = saved[0].unwrap_or(0);
+    // With a lane given, every record is of it (the store checks).
+    let lane_floor = |stream: &str| -> u64 {
+        let index = if lane.is_some() {
+            0
+        } else {
+            usize::from(Lane::of(stream).index())
+        };
+        saved[1 + index].unwrap_or(0)
+    };
     let mut applied = 0;
-    for record in records.iter().filter(|r| r.position > saved) {
-        apply_one(target, record).await?;
-        applied += 1;
+    for record in records {
+        if record.position > main.max(lane_floor(&record.stream)) {
+            apply_one(target, record).await?;
+            applied += 1;
+        }
     }
-    if let Some(last) = records.last().filter(|r| r.position > saved) {
-        target.save_cursor(cursor, last.position).await?;
+    // Every record here is applied now, or was before (those the floors skipped).
+    let (name, kept) = match lane {
+        Some(lane) => (lane.cursor(cursor), saved[1].unwrap_or(0)),
+        None => (cursor.to_owned(), main),
+    };
+    if let Some(last) = records.last().filter(|r| r.position > kept) {
+        target.save_cursor(&name, last.position).await?;
     }
     Ok(applied)
 }

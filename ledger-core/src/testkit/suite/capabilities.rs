@@ -61,6 +61,7 @@ pub async fn capabilities_match_what_the_store_does<F: StoreFactory>(factory: &F
     }
     if caps.change_feed.is_none() {
         assert_not_supported(store.read_feed(None, 10).await, "no change feed: read_feed");
+        assert_not_supported(store.feed_head().await, "no change feed: feed_head");
         let mut subscription = store.subscribe_feed(None, fast_subscription());
         let first = tokio::time::timeout(ITEM_TIMEOUT, subscription.next())
             .await

@@ -205,3 +205,28 @@ pub async fn duplicate_only_append_writes_no_feed_record<F: StoreFactory>(factor
         "the record holds only the new entry: {after:?}"
     );
 }
+
+/// The feed's head is `None` on a fresh store, then the position of the last record a read
+/// returns, and moves with every new record.
+pub async fn feed_head_is_the_last_readable_position<F: StoreFactory>(factory: &F) {
+    let store = factory.fresh().await;
+    let head = |store: Store| async move {
+        store
+            .feed_head()
+            .await
+            .unwrap_or_else(|e| panic!("feed_head failed: {e}"))
+    };
+    assert_eq!(head(store.clone()).await, None, "a fresh feed has no head");
+    for n in 1..=3 {
+        append_all(&store, "feed-head", vec![item(n)]).await;
+        let last = read_feed_from(&store, None, 100)
+            .await
+            .last()
+            .map(|r| r.position);
+        assert_eq!(
+            head(store.clone()).await,
+            last,
+            "after {n} appends, the head is the last record's position"
+        );
+    }
+}

@@ -162,6 +162,7 @@ pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
             feed::change_feed_read_after_position_continues,
             [ChangeFeed]
         ),
+        behaviour!(feed::feed_head_is_the_last_readable_position, [ChangeFeed]),
         behaviour!(
             feed::duplicate_only_append_writes_no_feed_record,
             [ChangeFeed, Dedup]
@@ -224,6 +225,14 @@ pub fn behaviours<F: StoreFactory>() -> Vec<Behaviour<F>> {
         behaviour!(
             replication::concurrent_replays_of_one_feed_leave_one_copy,
             [Replication, Tags, Annotations, Trim]
+        ),
+        behaviour!(
+            replication::lanes_and_the_cursor_never_apply_a_record_twice,
+            [Replication, Tags, Annotations, Trim]
+        ),
+        behaviour!(
+            replication::lane_applies_refuse_other_lanes_and_renames,
+            [Replication]
         ),
         behaviour!(
             replication::replicated_ids_held_by_other_entries_are_refused,

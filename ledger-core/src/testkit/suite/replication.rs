@@ -1,7 +1,7 @@
 //! Replication: applying another store's feed records reproduces it, idempotently.
 
 use super::support::*;
-use crate::{MemoryStore, TimestampPrecision};
+use crate::{Lane, MemoryStore, TimestampPrecision};
 
 /// Every kind of mutation, on several streams: appends with every field, duplicates, tags,
 /// annotations set and deleted, a trim, a rename (where `rename` says the store that will
@@ -257,5 +257,122 @@ pub async fn the_change_feed_reproduces_the_store_in_a_replica<F: StoreFactory>(
         state(&replica, precision).await,
         state(&store, precision).await,
         "the replica built from the change feed equals the store"
+    );
+}
+
+/// Applies `records` as a bridge applying streams in parallel does, one lane after another:
+/// each run of records between renames by lane, each rename on its own under the cursor.
+async fn apply_by_lanes(sink: &Store, cursor: &str, records: &[FeedRecord]) -> u64 {
+    let mut applied = 0;
+    for run in records.split_inclusive(|r| matches!(r.mutation, Mutation::Rename { .. })) {
+        let (rename, rest) = match run.split_last() {
+            Some((last, rest)) if matches!(last.mutation, Mutation::Rename { .. }) => {
+                (Some(last), rest)
+            }
+            _ => (None, run),
+        };
+        for lane in Lane::all() {
+            let of_lane: Vec<FeedRecord> = rest
+                .iter()
+                .filter(|r| Lane::of(&r.stream) == lane)
+                .cloned()
+                .collect();
+            if !of_lane.is_empty() {
+                applied += sink
+                    .apply_replicated_lane(cursor, lane, &of_lane)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("applying {} records in {lane}: {e}", of_lane.len())
+                    });
+            }
+        }
+        if let Some(rename) = rename {
+            applied += apply(sink, cursor, std::slice::from_ref(rename)).await;
+        }
+    }
+    applied
+}
+
+/// Records applied lane by lane (a parallel bridge stopped before saving its cursor) are not
+/// applied again by a bridge applying the whole feed under the same cursor, and records applied
+/// under the cursor are not applied again lane by lane: either way each record is applied once
+/// and the replica equals the source.
+pub async fn lanes_and_the_cursor_never_apply_a_record_twice<F: StoreFactory>(factory: &F) {
+    let source = MemoryStore::new();
+    let rename = factory.fresh().await.capabilities().rename;
+    mutate(&source, rename).await;
+    let records = read_feed_from(&source, None, MAX_LIMIT).await;
+    let half = records.len() / 2;
+    for lanes_first in [true, false] {
+        let sink = factory.fresh().await;
+        let cursor = format!("bridge_{}", fresh_table());
+        let (first, then) = if lanes_first {
+            (
+                apply_by_lanes(&sink, &cursor, &records[..half]).await,
+                apply(&sink, &cursor, &records).await,
+            )
+        } else {
+            (
+                apply(&sink, &cursor, &records[..half]).await,
+                apply_by_lanes(&sink, &cursor, &records).await,
+            )
+        };
+        let order = if lanes_first {
+            "lanes, then the cursor"
+        } else {
+            "the cursor, then lanes"
+        };
+        assert_eq!(
+            (first, then),
+            (half as u64, (records.len() - half) as u64),
+            "{order}: each record is applied once"
+        );
+        let precision = coarser(&source, &sink);
+        assert_eq!(
+            state(&sink, precision).await,
+            state(&source, precision).await,
+            "{order}: the replica equals the source"
+        );
+    }
+}
+
+/// A lane's apply takes only that lane's records, and no renames (which move a stream between
+/// lanes): anything else is refused as an invalid argument, before anything is applied.
+pub async fn lane_applies_refuse_other_lanes_and_renames<F: StoreFactory>(factory: &F) {
+    let sink = factory.fresh().await;
+    let source = MemoryStore::new();
+    let streams: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
+    let lane = Lane::of(&streams[0]);
+    let other = streams
+        .iter()
+        .find(|s| Lane::of(s) != lane)
+        .expect("64 streams fill more than one lane");
+    append_all(&source, &streams[0], vec![item(1)]).await;
+    append_all(&source, other, vec![item(2)]).await;
+    let records = read_feed_from(&source, None, 10).await;
+    let cursor = format!("bridge_{}", fresh_table());
+    let mixed = sink.apply_replicated_lane(&cursor, lane, &records).await;
+    assert!(
+        matches!(&mixed, Err(Error::InvalidArgument(m)) if m.contains(other.as_str())),
+        "a record of another lane is refused, naming its stream: {mixed:?}"
+    );
+    let rename = FeedRecord {
+        position: 9,
+        stream: streams[0].clone(),
+        mutation: Mutation::Rename {
+            to: "elsewhere".into(),
+        },
+    };
+    let renamed = sink.apply_replicated_lane(&cursor, lane, &[rename]).await;
+    assert!(
+        matches!(&renamed, Err(Error::InvalidArgument(m)) if m.contains("rename")),
+        "a rename is refused in a lane: {renamed:?}"
+    );
+    assert_eq!(count_of(&sink, &streams[0]).await, 0, "nothing was applied");
+    let long = "c".repeat(249);
+    let too_long = sink.apply_replicated(&long, &records[..1]).await;
+    assert!(
+        matches!(&too_long, Err(Error::InvalidName { name, .. }) if *name == long),
+        "a cursor name without room for its lanes is refused: {too_long:?}"
     );
 }
