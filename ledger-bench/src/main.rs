@@ -6,6 +6,7 @@
 //! report gives medians. `--quick` shrinks every workload (for checking the harness, not for
 //! numbers).
 
+mod bridge;
 mod clickhouse;
 mod mongo;
 mod postgres;
@@ -14,6 +15,7 @@ mod sqlite;
 mod workload;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use report::Report;
 use workload::{LONG, Long};
@@ -41,7 +43,7 @@ pub struct Sizes {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only sqlite|postgres|mongodb|clickhouse` measures one backend (BENCHMARKS.md is then not written).
+    // `--only sqlite|postgres|mongodb|clickhouse|bridge` measures one backend (BENCHMARKS.md is then not written).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -173,6 +175,34 @@ async fn main() {
                 eprintln!("bench: {var} is not set; run through `cargo xtask bench`");
                 std::process::exit(1);
             }
+        }
+    }
+    match std::env::var("LEDGER_POSTGRES_URL") {
+        _ if !wants("bridge") => {}
+        Ok(url) => {
+            let bridge_sizes = bridge::BridgeSizes {
+                mutations: if quick { 2_000 } else { 20_000 },
+                repeats: if quick { 1 } else { 3 },
+                load_rate: 200,
+                load_for: Duration::from_secs(if quick { 2 } else { 10 }),
+            };
+            report.setting(
+                "bridge sizes",
+                format!(
+                    "{} single-entry appends over 50 streams in the source (one feed record \
+                     each), copied {} times into fresh sinks; bridge options as default but \
+                     pages of 500 (serial, one transaction per page)",
+                    bridge_sizes.mutations, bridge_sizes.repeats
+                ),
+            );
+            if let Err(e) = bridge::run(&url, bridge_sizes, &mut report).await {
+                eprintln!("bench: bridge failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(_) => {
+            eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
+            std::process::exit(1);
         }
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");

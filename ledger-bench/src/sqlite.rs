@@ -31,7 +31,7 @@ CREATE UNIQUE INDEX events_dedup ON events (stream, dedup_key) WHERE dedup_key I
 const INSERT: &str = "INSERT INTO events (stream, version, payload, dedup_key, schema_version, \
                       metadata, created_at) ";
 
-fn connect_options(path: &Path) -> SqliteConnectOptions {
+pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -50,11 +50,11 @@ async fn raw_pool(path: &Path, connections: u32) -> Result<SqlitePool> {
     Ok(pool)
 }
 
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
     /// A new directory (never a reused path: SQLite keys file state by inode in-process).
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
@@ -63,7 +63,7 @@ impl Scratch {
         std::fs::create_dir_all(&dir).expect("temp dir is writable");
         Scratch(dir)
     }
-    fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.0.join("bench.db")
     }
 }

@@ -227,15 +227,21 @@ impl Bridge {
         };
         self.update(|s| s.position = after);
         let mut signal = self.inner.source.commits();
+        // A full page is applied while the next is read: the source and the sink work at once.
+        let mut prefetched: Option<Vec<FeedRecord>> = None;
         loop {
             if stopped(&stop) {
                 break;
             }
-            if let Some(rx) = &mut signal {
-                rx.borrow_and_update();
-            }
-            let Some(page) = self.read(after, &stop).await? else {
-                break;
+            let page = match prefetched.take() {
+                Some(page) => page,
+                None => {
+                    mark_seen(&mut signal);
+                    match self.read(after, &stop).await? {
+                        Some(page) => page,
+                        None => break,
+                    }
+                }
             };
             let Some(last) = page.last().map(|r| r.position) else {
                 self.caught_up();
@@ -248,11 +254,23 @@ impl Bridge {
             let full = page.len() == options.batch as usize;
             let span = tracing::debug_span!("ledger.bridge.page", bridge = %options.name,
                 first = page[0].position, last, records = page.len());
-            if !self.apply_page(&page, &stop).instrument(span).await? {
+            let apply = self.apply_page(&page, &stop).instrument(span);
+            let (applied, next) = if full {
+                mark_seen(&mut signal);
+                let (applied, next) = tokio::join!(apply, self.read(Some(last), &stop));
+                (applied?, next?)
+            } else {
+                (apply.await?, None)
+            };
+            if !applied {
                 break;
             }
             after = Some(last);
             self.progressed(last, full).await;
+            if full && next.is_none() {
+                break; // stopped while the next read was failing
+            }
+            prefetched = next;
             if !full && !follow {
                 break;
             }
@@ -580,6 +598,13 @@ impl Bridge {
         let stats = self.stats();
         self.inner.metrics.lag(stats.lag_records, stats.lag_seconds);
         self.inner.progress.send_replace(stats);
+    }
+}
+
+/// Forgets commits signalled so far: a read is about to see them.
+fn mark_seen(signal: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = signal {
+        rx.borrow_and_update();
     }
 }
 

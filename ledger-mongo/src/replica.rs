@@ -91,16 +91,16 @@ impl ReplicaTarget for Target<'_, '_> {
         };
         // Ids this store takes for appends of its own come after the replicated ones.
         self.backend.raise_counter(self.session, IDS, last).await?;
-        for stream in entries.iter().map(|e| e.stream.as_str()) {
-            let highest = entries
-                .iter()
-                .filter(|e| e.stream == stream)
-                .map(|e| e.id.get())
-                .max();
+        let mut highest: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in entries {
+            let id = highest.entry(e.stream.as_str()).or_default();
+            *id = (*id).max(e.id.get());
+        }
+        for (stream, last_id) in highest {
             let action = self
                 .backend
                 .streams
-                .update_one(doc! {"_id": stream}, doc! {"$max": {"last_id": highest}});
+                .update_one(doc! {"_id": stream}, doc! {"$max": {"last_id": last_id}});
             on!(self.session, action.upsert(true)).map_err(backend)?;
         }
         Ok(())

@@ -24,7 +24,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::entry::{Entry, EntryId};
 use crate::error::{BackendErrorKind, Error, Result};
@@ -115,13 +115,26 @@ pub async fn apply_records(
         };
         saved[1 + index].unwrap_or(0)
     };
-    let mut applied = 0;
-    for record in records {
-        if record.position > main.max(lane_floor(&record.stream)) {
-            apply_one(target, record).await?;
-            applied += 1;
+    let pending: Vec<&FeedRecord> = records
+        .iter()
+        .filter(|r| r.position > main.max(lane_floor(&r.stream)))
+        .collect();
+    let mut rest = pending.as_slice();
+    while let Some(first) = rest.first() {
+        if matches!(first.mutation, Mutation::Append { .. }) {
+            // A run of appends takes one lookup and one insert, whatever its length.
+            let run = rest
+                .iter()
+                .position(|r| !matches!(r.mutation, Mutation::Append { .. }))
+                .unwrap_or(rest.len());
+            apply_appends(target, &rest[..run]).await?;
+            rest = &rest[run..];
+        } else {
+            apply_one(target, first).await?;
+            rest = &rest[1..];
         }
     }
+    let applied = pending.len() as u64;
     // Every record here is applied now, or was before (those the floors skipped).
     let (name, kept) = match lane {
         Some(lane) => (lane.cursor(cursor), saved[1].unwrap_or(0)),
@@ -133,46 +146,84 @@ pub async fn apply_records(
     Ok(applied)
 }
 
-/// Applies one record; `false` if it found nothing to change here.
+/// Applies a run of append records: entries this store holds under the same id, stream and
+/// version are replays and skipped; an id held for another entry is refused.
+async fn apply_appends(target: &mut dyn ReplicaTarget, run: &[&FeedRecord]) -> Result<()> {
+    fn entries_of<'r>(record: &&'r FeedRecord) -> (&'r [Entry], u64) {
+        match &record.mutation {
+            Mutation::Append { entries, version } => (entries.as_slice(), *version),
+            _ => (&[], 0),
+        }
+    }
+    let ids: Vec<EntryId> = run
+        .iter()
+        .flat_map(|r| entries_of(r).0.iter().map(|e| e.id))
+        .collect();
+    let mut known: HashMap<EntryId, (String, u64)> = target
+        .held(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, stream, version)| (id, (stream, version)))
+        .collect();
+    let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut appended = Vec::with_capacity(run.len());
+    for record in run {
+        let (entries, version) = entries_of(record);
+        let mut fresh = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match known.get(&entry.id) {
+                Some((s, v)) if *s == entry.stream && *v == entry.version => {}
+                Some((s, v)) => {
+                    return Err(Error::backend(
+                        BackendErrorKind::Constraint,
+                        format!(
+                            "replicated entry {} ({}@{}) collides with the entry this store \
+                             holds under that id ({s}@{v}): does another source, or an \
+                             append of its own, write into this replica?",
+                            entry.id, entry.stream, entry.version
+                        ),
+                    ));
+                }
+                None => {
+                    known.insert(entry.id, (entry.stream.clone(), entry.version));
+                    fresh.push(entry.clone());
+                }
+            }
+        }
+        // Records of an older release carry no version: their entries tell it.
+        let highest = entries.iter().map(|e| e.version).max().unwrap_or(0);
+        let raised = versions.entry(record.stream.as_str()).or_default();
+        *raised = (*raised).max(version).max(highest);
+        appended.push((record.stream.as_str(), fresh, version));
+    }
+    // The versions first: the entries may be gone (trimmed) at the source, the versions not.
+    for (stream, version) in versions {
+        target.raise_version(stream, version).await?;
+    }
+    let fresh: Vec<Entry> = appended
+        .iter()
+        .flat_map(|(_, fresh, _)| fresh.iter().cloned())
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    target.insert(&fresh).await?;
+    for (stream, entries, version) in appended {
+        if !entries.is_empty() {
+            target
+                .record(stream, &Mutation::Append { entries, version })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one record other than an append; `false` if it found nothing to change here.
 async fn apply_one(target: &mut dyn ReplicaTarget, record: &FeedRecord) -> Result<bool> {
     let stream = record.stream.as_str();
     match &record.mutation {
-        Mutation::Append { entries, version } => {
-            let ids: Vec<EntryId> = entries.iter().map(|e| e.id).collect();
-            let held = target.held(&ids).await?;
-            let mut fresh = Vec::with_capacity(entries.len());
-            for entry in entries {
-                match held.iter().find(|(id, _, _)| *id == entry.id) {
-                    Some((_, s, v)) if *s == entry.stream && *v == entry.version => {}
-                    Some((_, s, v)) => {
-                        return Err(Error::backend(
-                            BackendErrorKind::Constraint,
-                            format!(
-                                "replicated entry {} ({}@{}) collides with the entry this store \
-                                 holds under that id ({s}@{v}): does another source, or an \
-                                 append of its own, write into this replica?",
-                                entry.id, entry.stream, entry.version
-                            ),
-                        ));
-                    }
-                    None => fresh.push(entry.clone()),
-                }
-            }
-            // The version first: the entries may be gone (trimmed) at the source, the version not.
-            // (Records of an older release carry no version: their entries tell it.)
-            let highest = entries.iter().map(|e| e.version).max().unwrap_or(0);
-            target
-                .raise_version(stream, (*version).max(highest))
-                .await?;
-            if fresh.is_empty() {
-                return Ok(false);
-            }
-            target.insert(&fresh).await?;
-            let appended = Mutation::Append {
-                entries: fresh,
-                version: *version,
-            };
-            target.record(stream, &appended).await?;
+        Mutation::Append { .. } => {
+            apply_appends(target, &[record]).await?;
             Ok(true)
         }
         Mutation::SetTags {
