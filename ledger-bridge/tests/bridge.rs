@@ -197,8 +197,11 @@ async fn transient_sink_errors_are_retried_until_they_pass() {
     assert_same(&source, &sink, &["orders".to_owned()], "after the retries").await;
 }
 
-/// (name, attributes, value) of every data point exported.
-fn exported(exporter: &InMemoryMetricExporter) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// A data point: metric name, sorted attributes, value (a histogram's count).
+type Point = (String, Vec<(String, String)>, f64);
+
+/// Every data point exported.
+fn exported(exporter: &InMemoryMetricExporter) -> Vec<Point> {
     let mut points = Vec::new();
     for resource in exporter.get_finished_metrics().expect("metrics") {
         for scope in resource.scope_metrics() {
@@ -280,7 +283,7 @@ async fn metrics_count_polls_applied_and_skipped_records_and_report_lag() {
             .iter()
             .filter(|(n, a, _)| n == name && *a == want)
             .map(|(_, _, v)| *v)
-            .last()
+            .next_back()
     };
     assert_eq!(
         value("ledger.bridge.records.applied", &[]),

@@ -174,6 +174,24 @@ impl ReplicaTarget for Target<'_> {
         Ok(())
     }
 
+    async fn raise_versions(&mut self, versions: &[(&str, u64)]) -> Result<()> {
+        // In stream order, as every writer locks stream rows, so two cannot deadlock.
+        let mut versions = versions.to_vec();
+        versions.sort_unstable();
+        let streams: Vec<&str> = versions.iter().map(|(s, _)| *s).collect();
+        let numbers: Vec<i64> = versions
+            .iter()
+            .map(|(_, v)| ledger_sql::stored_version(*v))
+            .collect();
+        sqlx::query(&self.sql.raise_stream_versions)
+            .bind(streams)
+            .bind(numbers)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
     async fn set_tags(
         &mut self,
         stream: &str,

@@ -107,6 +107,7 @@ pub struct Statements {
     pub held: String,
     pub insert_replicated: String,
     pub raise_stream_version: String,
+    pub raise_stream_versions: String,
     pub raise_ids: String,
     pub set_annotations: String,
     pub trim: String,
@@ -332,6 +333,11 @@ impl Statements {
             ),
             raise_stream_version: format!(
                 r#"INSERT INTO "{streams}" AS s (stream, version) VALUES ($1, $2)
+                   ON CONFLICT (stream) DO UPDATE SET version = GREATEST(s.version, excluded.version)"#
+            ),
+            raise_stream_versions: format!(
+                r#"INSERT INTO "{streams}" AS s (stream, version)
+                   SELECT * FROM unnest($1::text[], $2::bigint[])
                    ON CONFLICT (stream) DO UPDATE SET version = GREATEST(s.version, excluded.version)"#
             ),
             raise_ids: format!(

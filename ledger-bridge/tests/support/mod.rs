@@ -81,7 +81,8 @@ pub async fn append(store: &Store, stream: &str, inputs: Vec<AppendInput>) -> Ve
     result
         .outcomes
         .iter()
-        .filter_map(|o| o.is_appended().then(|| o.id()))
+        .filter(|o| o.is_appended())
+        .map(|o| o.id())
         .collect()
 }
 

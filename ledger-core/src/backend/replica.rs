@@ -58,6 +58,15 @@ pub trait ReplicaTarget: Send {
     /// Raises the version of `stream` to `version`, if it is lower.
     async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()>;
 
+    /// [`ReplicaTarget::raise_version`] for each `(stream, version)` (streams distinct). The
+    /// default raises one at a time.
+    async fn raise_versions(&mut self, versions: &[(&str, u64)]) -> Result<()> {
+        for (stream, version) in versions {
+            self.raise_version(stream, *version).await?;
+        }
+        Ok(())
+    }
+
     /// Sets an entry's tags and `updated_at`; `false` if the entry is not here.
     async fn set_tags(
         &mut self,
@@ -197,9 +206,8 @@ async fn apply_appends(target: &mut dyn ReplicaTarget, run: &[&FeedRecord]) -> R
         appended.push((record.stream.as_str(), fresh, version));
     }
     // The versions first: the entries may be gone (trimmed) at the source, the versions not.
-    for (stream, version) in versions {
-        target.raise_version(stream, version).await?;
-    }
+    let versions: Vec<(&str, u64)> = versions.into_iter().collect();
+    target.raise_versions(&versions).await?;
     let fresh: Vec<Entry> = appended
         .iter()
         .flat_map(|(_, fresh, _)| fresh.iter().cloned())
