@@ -56,7 +56,11 @@
 //!
 //! # Features
 //!
-//! None: the bridge works on [`ledger_core::Store`]s of any backend crate.
+//! The library has none: the bridge works on [`ledger_core::Store`]s of any backend crate.
+//! `cli` builds the `ledger-bridge` command, a bridge between two stores given by URL
+//! (`ledger::open`, every backend compiled in) in a process of its own:
+//! `ledger-bridge --source URL --sink URL --name NAME [--parallel N] [--batch N] [--skip
+//! rename] [--once]`; it stops after the page in hand on Ctrl-C or SIGTERM.
 #![deny(missing_docs)]
 
 mod bridge;
