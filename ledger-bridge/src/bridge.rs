@@ -294,7 +294,9 @@ impl Bridge {
         }
         let name = &self.inner.options.name;
         let loaded = self
-            .retrying(Stage::Sink, stop, || sink.get_cursor(name))
+            .retrying(Stage::Sink, stop, Error::is_transient, || {
+                sink.get_cursor(name)
+            })
             .await;
         self.outcome(loaded, stop, |source| BridgeError::Sink {
             store: sink.name().to_owned(),
@@ -311,7 +313,9 @@ impl Bridge {
         let source = &self.inner.source;
         let batch = self.inner.options.batch;
         let page = self
-            .retrying(Stage::Source, stop, || source.read_feed(after, batch))
+            .retrying(Stage::Source, stop, Error::is_transient, || {
+                source.read_feed(after, batch)
+            })
             .await;
         self.inner.metrics.poll();
         self.update(|s| s.polls += 1);
@@ -359,18 +363,12 @@ impl Bridge {
                 applied += n;
             }
         } else {
-            for run in kept.split_inclusive(|r| matches!(r.mutation, Mutation::Rename { .. })) {
-                let (rename, rest) = match run.split_last() {
-                    Some((last, rest)) if matches!(last.mutation, Mutation::Rename { .. }) => {
-                        (Some(last), rest)
-                    }
-                    _ => (None, run),
-                };
-                let Some(n) = self.apply_lanes(rest, stop).await? else {
+            for run in Lane::runs(&kept) {
+                let Some(n) = self.apply_lanes(run.lanes, stop).await? else {
                     return Ok(false);
                 };
                 applied += n;
-                if let Some(rename) = rename {
+                if let Some(rename) = &run.rename {
                     let Some(n) = self.apply(None, std::slice::from_ref(rename), stop).await?
                     else {
                         return Ok(false);
@@ -393,20 +391,13 @@ impl Bridge {
         Ok(true)
     }
 
-    /// Applies `records` lane by lane, up to [`BridgeOptions::parallel`] lanes at once; once
+    /// Applies each lane's records, up to [`BridgeOptions::parallel`] lanes at once; once
     /// every lane is done, the first error, if any.
     async fn apply_lanes(
         &self,
-        records: &[FeedRecord],
+        lanes: BTreeMap<Lane, Vec<FeedRecord>>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Option<u64>, BridgeError> {
-        let mut lanes: BTreeMap<Lane, Vec<FeedRecord>> = BTreeMap::new();
-        for record in records {
-            lanes
-                .entry(Lane::of(&record.stream))
-                .or_default()
-                .push(record.clone());
-        }
         let outcomes: Vec<_> = futures::stream::iter(lanes)
             .map(|(lane, records)| async move { self.apply(Some(lane), &records, stop).await })
             .buffer_unordered(self.inner.options.parallel)
@@ -475,16 +466,11 @@ impl Bridge {
                 None => sink.apply_replicated(name, records).await,
             }
         };
-        call.retry(self.backoff())
-            .sleep(stoppable_sleep(stop.clone()))
-            .when(|e: &Error| {
-                !stopped(stop)
-                    && (e.is_transient()
-                        || refusals.fetch_add(1, Ordering::Relaxed) + 1 < REFUSALS_BEFORE_REJECTING)
-            })
-            .notify(|e: &Error, pause: Duration| self.failed(Stage::Sink, e, pause))
-            .await
-            .inspect_err(|e| self.failed(Stage::Sink, e, Duration::ZERO))
+        let refused = |e: &Error| {
+            e.is_transient()
+                || refusals.fetch_add(1, Ordering::Relaxed) + 1 < REFUSALS_BEFORE_REJECTING
+        };
+        self.retrying(Stage::Sink, stop, refused, call).await
     }
 
     /// Saves the bridge's cursor in the sink (where it keeps cursors); `false` if stopped first.
@@ -499,7 +485,9 @@ impl Bridge {
         }
         let name = &self.inner.options.name;
         let saved = self
-            .retrying(Stage::Sink, stop, || sink.set_cursor(name, position))
+            .retrying(Stage::Sink, stop, Error::is_transient, || {
+                sink.set_cursor(name, position)
+            })
             .await;
         let saved = self.outcome(saved, stop, |source| BridgeError::Sink {
             store: sink.name().to_owned(),
@@ -508,11 +496,13 @@ impl Bridge {
         Ok(saved.is_some())
     }
 
-    /// `call`, retried while it fails with a transient error and the bridge is not stopped.
+    /// `call`, retried with backoff while the bridge is not stopped and `retry` says an error
+    /// is worth another attempt ([`Error::is_transient`] for all but applies).
     async fn retrying<T, Fut>(
         &self,
         stage: Stage,
         stop: &watch::Receiver<bool>,
+        retry: impl Fn(&Error) -> bool,
         call: impl FnMut() -> Fut,
     ) -> ledger_core::Result<T>
     where
@@ -520,7 +510,7 @@ impl Bridge {
     {
         call.retry(self.backoff())
             .sleep(stoppable_sleep(stop.clone()))
-            .when(|e: &Error| e.is_transient() && !stopped(stop))
+            .when(|e: &Error| !stopped(stop) && retry(e))
             .notify(|e: &Error, pause: Duration| self.failed(stage, e, pause))
             .await
             .inspect_err(|e| self.failed(stage, e, Duration::ZERO))

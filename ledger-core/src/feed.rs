@@ -176,6 +176,37 @@ impl Lane {
     pub fn cursor(self, name: &str) -> String {
         format!("{name}/lane-{:02}", self.0)
     }
+
+    /// `records` cut for applying lane by lane ([`crate::Store::apply_replicated_lane`]): at
+    /// each rename, which moves a stream between lanes and so is applied with every lane once
+    /// everything before it is.
+    pub fn runs(records: &[FeedRecord]) -> Vec<LaneRun> {
+        let mut runs = vec![LaneRun::default()];
+        for record in records {
+            let run = runs.last_mut().expect("never empty");
+            if matches!(record.mutation, Mutation::Rename { .. }) {
+                run.rename = Some(record.clone());
+                runs.push(LaneRun::default());
+            } else {
+                run.lanes
+                    .entry(Lane::of(&record.stream))
+                    .or_default()
+                    .push(record.clone());
+            }
+        }
+        runs.retain(|run| !run.lanes.is_empty() || run.rename.is_some());
+        runs
+    }
+}
+
+/// A part of a page to apply by lanes ([`Lane::runs`]): records by lane, each lane's in feed
+/// order, then the rename that ends the part, if one does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaneRun {
+    /// The records of each lane.
+    pub lanes: BTreeMap<Lane, Vec<FeedRecord>>,
+    /// The rename after them.
+    pub rename: Option<FeedRecord>,
 }
 
 impl std::fmt::Display for Lane {

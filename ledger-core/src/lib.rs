@@ -94,7 +94,7 @@ pub use entry::{
     StreamStat,
 };
 pub use error::{BackendErrorKind, CodecError, Error, Result};
-pub use feed::{FeedRecord, Lane, Mutation, MutationKind};
+pub use feed::{FeedRecord, Lane, LaneRun, Mutation, MutationKind};
 pub use layer::{Call, Layer, Operation, Outcome};
 pub use memory::MemoryStore;
 pub use name::{

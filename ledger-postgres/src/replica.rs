@@ -165,13 +165,7 @@ impl ReplicaTarget for Target<'_> {
     }
 
     async fn raise_version(&mut self, stream: &str, version: u64) -> Result<()> {
-        sqlx::query(&self.sql.raise_stream_version)
-            .bind(stream)
-            .bind(ledger_sql::stored_version(version))
-            .execute(&mut *self.conn)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+        self.raise_versions(&[(stream, version)]).await
     }
 
     async fn raise_versions(&mut self, versions: &[(&str, u64)]) -> Result<()> {

@@ -106,7 +106,6 @@ pub struct Statements {
     pub entry_exists: String,
     pub held: String,
     pub insert_replicated: String,
-    pub raise_stream_version: String,
     pub raise_stream_versions: String,
     pub raise_ids: String,
     pub set_annotations: String,
@@ -330,10 +329,6 @@ impl Statements {
                             $11::text[], $12::timestamptz[], $13::timestamptz[])
                      AS u(id, stream, version, payload, payload_exact, order_key, dedup_key,
                           schema_version, metadata, tags, annotations, created_at, updated_at)"#
-            ),
-            raise_stream_version: format!(
-                r#"INSERT INTO "{streams}" AS s (stream, version) VALUES ($1, $2)
-                   ON CONFLICT (stream) DO UPDATE SET version = GREATEST(s.version, excluded.version)"#
             ),
             raise_stream_versions: format!(
                 r#"INSERT INTO "{streams}" AS s (stream, version)

@@ -264,29 +264,14 @@ pub async fn the_change_feed_reproduces_the_store_in_a_replica<F: StoreFactory>(
 /// each run of records between renames by lane, each rename on its own under the cursor.
 async fn apply_by_lanes(sink: &Store, cursor: &str, records: &[FeedRecord]) -> u64 {
     let mut applied = 0;
-    for run in records.split_inclusive(|r| matches!(r.mutation, Mutation::Rename { .. })) {
-        let (rename, rest) = match run.split_last() {
-            Some((last, rest)) if matches!(last.mutation, Mutation::Rename { .. }) => {
-                (Some(last), rest)
-            }
-            _ => (None, run),
-        };
-        for lane in Lane::all() {
-            let of_lane: Vec<FeedRecord> = rest
-                .iter()
-                .filter(|r| Lane::of(&r.stream) == lane)
-                .cloned()
-                .collect();
-            if !of_lane.is_empty() {
-                applied += sink
-                    .apply_replicated_lane(cursor, lane, &of_lane)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("applying {} records in {lane}: {e}", of_lane.len())
-                    });
-            }
+    for run in Lane::runs(records) {
+        for (lane, of_lane) in &run.lanes {
+            applied += sink
+                .apply_replicated_lane(cursor, *lane, of_lane)
+                .await
+                .unwrap_or_else(|e| panic!("applying {} records in {lane}: {e}", of_lane.len()));
         }
-        if let Some(rename) = rename {
+        if let Some(rename) = &run.rename {
             applied += apply(sink, cursor, std::slice::from_ref(rename)).await;
         }
     }
