@@ -3,6 +3,7 @@
 //! `cargo xtask services up` installs what is missing (apt, or pip into a venv cached per
 //! machine), starts each service on a free port with its data in a fresh directory, and records
 //! its PID and URL under `target/services/`.
+//! `up` also installs Chromium and ChromeDriver for the log store's browser test.
 //! `down` stops exactly the processes `up` recorded. Tests find the URLs in the environment
 //! (`cargo xtask test` exports them) or in `target/services/env`.
 //!
@@ -116,6 +117,7 @@ fn free_port() -> Result<u16> {
 /// Starts every service not already running; returns `(env var, url)` pairs.
 pub fn up(mode: Mode) -> Result<Vec<(&'static str, String)>> {
     fs::create_dir_all(state_dir()).map_err(|e| format!("cannot create target/services: {e}"))?;
+    install_browser()?;
     let services = all();
     let mut urls = Vec::new();
     for service in &services {
@@ -259,6 +261,16 @@ fn apt_install(packages: &[&str]) -> Result {
     }
     sh("apt-get", &["update", "-q"])?;
     sh("apt-get", &args)
+}
+
+/// Chromium and ChromeDriver from Debian, for the log store's page test (which starts its own
+/// driver, so nothing is left running here).
+fn install_browser() -> Result {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Chromium and ChromeDriver with apt");
+    apt_install(&["chromium", "chromium-driver"])
 }
 
 /// PostgreSQL 15 from Debian, one cluster per `up`.
