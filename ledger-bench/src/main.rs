@@ -8,6 +8,7 @@
 
 mod bridge;
 mod clickhouse;
+mod logstore;
 mod mongo;
 mod postgres;
 mod report;
@@ -43,7 +44,7 @@ pub struct Sizes {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only sqlite|postgres|mongodb|clickhouse|bridge` measures one backend (BENCHMARKS.md is then not written).
+    // `--only sqlite|postgres|mongodb|clickhouse|bridge|logstore` measures one backend (BENCHMARKS.md is then not written).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -203,6 +204,40 @@ async fn main() {
         Err(_) => {
             eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
             std::process::exit(1);
+        }
+    }
+    if wants("logstore") {
+        let sizes = || logstore::LogSizes {
+            logs: if quick { 20_000 } else { 1_000_000 },
+            query_runs: if quick { 10 } else { 60 },
+        };
+        report.setting(
+            "log store",
+            format!(
+                "{} logs over one week (5 providers × 4 models, 90 % success, 8 % error, 2 % \
+                 processing, one metadata key, short messages), ingested by {} tasks through \
+                 one LogWriter (batches of up to 1000); each query run {} times after one \
+                 warm-up run, its filters varied",
+                sizes().logs,
+                4,
+                sizes().query_runs
+            ),
+        );
+        if let Err(e) = logstore::run_sqlite(sizes(), &mut report).await {
+            eprintln!("bench: log store on SQLite failed: {e}");
+            std::process::exit(1);
+        }
+        match std::env::var("LEDGER_POSTGRES_URL") {
+            Ok(url) => {
+                if let Err(e) = logstore::run_postgres(&url, sizes(), &mut report).await {
+                    eprintln!("bench: log store on PostgreSQL failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+            Err(_) => {
+                eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
+                std::process::exit(1);
+            }
         }
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");

@@ -329,6 +329,25 @@ pub(crate) const SCHEMA: &[&str] = &[
         last_seen BIGINT NOT NULL,
         PRIMARY KEY (kind, value)
     )",
+    "CREATE TABLE IF NOT EXISTS logstore_hourly (
+        ts BIGINT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        selected_key_id TEXT NOT NULL,
+        virtual_key_id TEXT NOT NULL,
+        routing_rule_id TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        latency_sum DOUBLE PRECISION NOT NULL,
+        latency_count BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        total_tokens BIGINT NOT NULL,
+        cached_read_tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (ts, provider, model, status, object_type, selected_key_id, virtual_key_id, routing_rule_id)
+    )",
     "CREATE TABLE IF NOT EXISTS logstore_checkpoint (
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL

@@ -129,6 +129,20 @@ impl SearchFilters {
         for key in self.metadata_filters.keys() {
             validate_metadata_key(key)?;
         }
+        let lists = [
+            ("providers", &self.providers),
+            ("models", &self.models),
+            ("objects", &self.objects),
+            ("selected_key_ids", &self.selected_key_ids),
+            ("virtual_key_ids", &self.virtual_key_ids),
+            ("routing_rule_ids", &self.routing_rule_ids),
+            ("routing_engine_used", &self.routing_engine_used),
+        ];
+        for (name, values) in lists {
+            if values.iter().any(String::is_empty) {
+                return Err(Error::invalid(name, "an empty value matches nothing"));
+            }
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@
 //! This crate has no optional features.
 #![deny(missing_docs)]
 
+mod aggregate;
 mod db;
 mod error;
 mod filter;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Cell, Db, Kind, Sql};
+use crate::aggregate::{Figures, aggregate};
+use crate::db::{Cell, Db, Kind, Sql, Tx};
 use crate::error::{Error, Result};
 use crate::filter::{Order, Pagination, SearchFilters, SortBy, micros};
 use crate::model::Log;
@@ -75,10 +76,10 @@ fn decode(json: &str) -> Result<Log> {
     })
 }
 
-fn count_sql(filters: &SearchFilters) -> Sql {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM logstore_logs");
-    filters.push_where(&mut sql, &[]);
-    sql
+/// How many logs match `filters`.
+async fn count(tx: &mut Tx, filters: &SearchFilters) -> Result<u64> {
+    let figures = aggregate(tx, filters, &[], None, None).await?;
+    Ok(figures.values().map(|f| f.requests).sum::<i64>() as u64)
 }
 
 pub(crate) async fn search(
@@ -93,7 +94,7 @@ pub(crate) async fn search(
     page.push_order(&mut select);
     // One snapshot: the count always agrees with the pages.
     let mut tx = db.snapshot().await?;
-    let total = tx.fetch(&count_sql(filters), &[Kind::Int]).await?[0][0].int() as u64;
+    let total = count(&mut tx, filters).await?;
     let rows = tx.fetch(&select, &[Kind::Text]).await?;
     let has_logs = if rows.is_empty() {
         let any = Sql::new("SELECT id FROM logstore_logs LIMIT 1");
@@ -128,29 +129,28 @@ const FINISHED: &str = "status IN ('success', 'error')";
 
 pub(crate) async fn stats(db: &Db, filters: &SearchFilters) -> Result<SearchStats> {
     filters.validate()?;
-    let mut finished = Sql::new(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(AVG(latency), 0.0) AS DOUBLE PRECISION), \
-         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(cost), 0.0) AS DOUBLE PRECISION) FROM logstore_logs",
-    );
-    filters.push_where(&mut finished, &[FINISHED]);
     let mut tx = db.snapshot().await?;
-    let total = tx.fetch(&count_sql(filters), &[Kind::Int]).await?[0][0].int() as u64;
-    let kinds = [Kind::Int, Kind::Int, Kind::Float, Kind::Int, Kind::Float];
-    let row = tx.fetch(&finished, &kinds).await?.remove(0);
+    let by_status = aggregate(&mut tx, filters, &[], None, None).await?;
     tx.commit().await?;
-    let completed = row[0].int();
+    let mut all = 0;
+    let mut finished = Figures::default();
+    let mut success = 0;
+    for ((_, _, status), figures) in &by_status {
+        all += figures.requests;
+        if status == "success" || status == "error" {
+            finished.add(figures, 1);
+        }
+        if status == "success" {
+            success += figures.requests;
+        }
+    }
+    let ratio = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { 0.0 };
     Ok(SearchStats {
-        total_requests: total,
-        success_rate: if completed > 0 {
-            row[1].int() as f64 / completed as f64 * 100.0
-        } else {
-            0.0
-        },
-        average_latency: row[2].float().unwrap_or(0.0),
-        total_tokens: row[3].int(),
-        total_cost: row[4].float().unwrap_or(0.0),
+        total_requests: all as u64,
+        success_rate: ratio(success as f64, finished.requests as f64) * 100.0,
+        average_latency: ratio(finished.latency_sum, finished.latency_count as f64),
+        total_tokens: finished.total_tokens,
+        total_cost: finished.cost,
     })
 }
 
@@ -366,58 +366,24 @@ pub(crate) async fn histogram(
     };
     let bucket_us = bucket_seconds.saturating_mul(1_000_000);
     let group = kind.group().unwrap_or("''");
-    let mut sql = Sql::new(format!(
-        "SELECT CAST((ts - (((ts % {bucket_us}) + {bucket_us}) % {bucket_us})) / 1000000 AS BIGINT) AS b, {group}, \
-         COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cached_read_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN cost > 0 THEN cost ELSE 0.0 END), 0.0) AS DOUBLE PRECISION), \
-         CAST(COALESCE(SUM(latency), 0.0) AS DOUBLE PRECISION), COUNT(latency) FROM logstore_logs"
-    ));
-    filters.push_where(&mut sql, &[FINISHED]);
-    sql.push(match kind.group() {
-        Some(group) => format!(" GROUP BY b, {group}"),
-        None => " GROUP BY b".to_owned(),
-    }
-    .as_str());
-    let kinds = [
-        Kind::Int,
-        Kind::Text,
-        Kind::Int,
-        Kind::Int,
-        Kind::Int,
-        Kind::Int,
-        Kind::Int,
-        Kind::Int,
-        Kind::Float,
-        Kind::Float,
-        Kind::Int,
-    ];
     let mut tx = db.snapshot().await?;
-    let rows = tx.fetch(&sql, &kinds).await?;
+    let figures = aggregate(&mut tx, filters, &[FINISHED], Some(bucket_seconds), kind.group()).await?;
     let mut cells: BTreeMap<i64, BTreeMap<String, Cell9>> = BTreeMap::new();
-    for row in rows {
-        let mut row = row.into_iter();
-        let mut next = || row.next().expect("as many cells as kinds");
-        let bucket = next().int();
-        let name = next().text().unwrap_or_default();
-        let total = next().int() as u64;
-        let success = next().int() as u64;
+    for ((bucket, name, status), f) in figures {
         let cell = cells.entry(bucket).or_default().entry(name).or_default();
-        cell.counts = Counts {
-            total,
-            success,
-            error: total - success,
-        };
-        cell.tokens = Tokens {
-            prompt_tokens: next().int(),
-            completion_tokens: next().int(),
-            total_tokens: next().int(),
-            cached_read_tokens: next().int(),
-        };
-        cell.cost = next().float().unwrap_or(0.0);
-        cell.latency_sum = next().float().unwrap_or(0.0);
-        let _with_latency = next().int();
+        let n = f.requests as u64;
+        cell.counts.total += n;
+        if status == "success" {
+            cell.counts.success += n;
+        } else {
+            cell.counts.error += n;
+        }
+        cell.tokens.prompt_tokens += f.prompt_tokens;
+        cell.tokens.completion_tokens += f.completion_tokens;
+        cell.tokens.total_tokens += f.total_tokens;
+        cell.tokens.cached_read_tokens += f.cached_read_tokens;
+        cell.cost += f.cost;
+        cell.latency_sum += f.latency_sum;
     }
     if kind.latency() {
         // Percentiles need every latency: loaded sorted, interpolated below.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use ledger_core::{Checkpoint, FeedRecord, Mutation};
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate;
 use crate::db::{Cell, Db, Dialect, Kind, Param, SCHEMA, Sql, Tx};
 use crate::error::Result;
 use crate::filter::micros;
@@ -195,8 +196,14 @@ async fn insert_logs(tx: &mut Tx, logs: Vec<(Log, i64)>) -> Result<()> {
             }
             sql.bind_list(row(log, *entry_id));
         }
-        sql.push(" ON CONFLICT (id) DO NOTHING");
-        tx.execute(&sql).await?;
+        sql.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let inserted: Vec<String> = tx
+            .fetch(&sql, &[Kind::Text])
+            .await?
+            .into_iter()
+            .filter_map(|mut r| r.pop().and_then(Cell::text))
+            .collect();
+        aggregate::count_logs(tx, &inserted, 1).await?;
         let metadata: Vec<(&str, &str, String)> = chunk
             .iter()
             .flat_map(|(log, _)| metadata_values(log).map(|(k, v)| (log.id.as_str(), k, v)))
@@ -320,6 +327,7 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
 pub(crate) async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<u64> {
     let mut deleted = 0;
     for chunk in ids.chunks(INSERT_ROWS) {
+        aggregate::count_logs(tx, chunk, -1).await?;
         let mut metadata = Sql::new("DELETE FROM logstore_metadata WHERE log_id IN ");
         metadata.bind_list(chunk.iter().map(String::as_str));
         tx.execute(&metadata).await?;

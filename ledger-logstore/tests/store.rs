@@ -424,3 +424,52 @@ on_both!(a_full_queue_in_drop_mode_drops_and_counts, |backend| {
     let stored = store.stats(&SearchFilters::new()).await.unwrap().total_requests;
     assert_eq!(stored + dropped, 400, "every write is either stored or counted as dropped");
 });
+
+on_both!(hourly_rollups_agree_with_the_logs_through_updates_deletes_and_odd_ranges, |backend| {
+    let store = open(backend).await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let logs: Vec<Log> = (0..400)
+        .map(|i| {
+            let mut log = chat(&format!("u{i:03}"), rng.i64(-300..900));
+            log.model = ["a", "b", "c"][rng.usize(0..3)].into();
+            log.status = [LogStatus::Success, LogStatus::Error, LogStatus::Processing][rng.usize(0..3)];
+            log.latency = rng.bool().then(|| rng.f64() * 1000.0);
+            log.cost = rng.bool().then(|| rng.f64());
+            log.selected_key_id = rng.bool().then(|| "k".to_string());
+            log
+        })
+        .collect();
+    store.batch_create_if_not_exists(logs).await.unwrap();
+    for i in (0..400).step_by(7) {
+        store.update(&format!("u{i:03}"), LogUpdate::new().status(LogStatus::Success).latency(5.0)).await.unwrap();
+    }
+    let doomed: Vec<String> = (0..400).step_by(11).map(|i| format!("u{i:03}")).collect();
+    store.delete_logs(&doomed).await.unwrap();
+    // A filter the roll-up cannot answer sends the same question to the logs themselves.
+    let raw = |f: &SearchFilters| SearchFilters { max_tokens: Some(i64::MAX), ..f.clone() };
+    for _ in 0..12 {
+        let start = noon() + Duration::seconds(rng.i64(-20_000..40_000));
+        let end = start + Duration::seconds(rng.i64(0..50_000));
+        let filters = SearchFilters {
+            start_time: Some(start),
+            end_time: Some(end),
+            models: if rng.bool() { vec!["a".into(), "c".into()] } else { vec![] },
+            selected_key_ids: if rng.bool() { vec!["k".into()] } else { vec![] },
+            ..SearchFilters::new()
+        };
+        let (fast, slow) = (store.stats(&filters).await.unwrap(), store.stats(&raw(&filters)).await.unwrap());
+        assert_eq!(fast.total_requests, slow.total_requests, "{filters:?}");
+        assert_eq!(fast.total_tokens, slow.total_tokens, "{filters:?}");
+        assert!((fast.average_latency - slow.average_latency).abs() < 1e-6, "{fast:?} {slow:?}");
+        assert!((fast.success_rate - slow.success_rate).abs() < 1e-9, "{fast:?} {slow:?}");
+        let page = store.search(&filters, &Pagination { limit: 1000, ..Pagination::default() }).await.unwrap();
+        assert_eq!(page.pagination.total_count as usize, page.logs.len(), "the count agrees with the page: {filters:?}");
+        for bucket in [3600, 7200, 86_400] {
+            let fast = store.histogram(HistogramKind::Models, &filters, bucket).await.unwrap();
+            let slow = store.histogram(HistogramKind::Models, &raw(&filters), bucket).await.unwrap();
+            assert_eq!(fast, slow, "{filters:?} in buckets of {bucket}");
+        }
+    }
+    let everything = store.stats(&SearchFilters::new()).await.unwrap();
+    assert_eq!(everything.total_requests, 400 - doomed.len() as u64);
+});
