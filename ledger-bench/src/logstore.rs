@@ -46,7 +46,14 @@ fn log(n: usize, total: usize) -> Log {
         _ => LogStatus::Success,
     };
     let at = week_start() + chrono::Duration::milliseconds((n as i64) * 604_800_000 / total as i64);
-    let mut log = Log::new(format!("log-{n:08}"), at, "chat_completion", provider, model, status);
+    let mut log = Log::new(
+        format!("log-{n:08}"),
+        at,
+        "chat_completion",
+        provider,
+        model,
+        status,
+    );
     if status != LogStatus::Processing {
         log.latency = Some(rng.f64() * 4950.0 + 50.0);
         let prompt = rng.i64(10..2000);
@@ -60,8 +67,10 @@ fn log(n: usize, total: usize) -> Log {
         log.cost = Some((prompt + 3 * completion) as f64 * 2e-6);
     }
     log.selected_key_id = Some(format!("key-{}", n % 7));
-    log.metadata.insert("team".into(), json!(format!("team-{}", n % 9)));
-    log.content.input_history = Some(json!([{"role": "user", "content": format!("question {n} about the weather")}]));
+    log.metadata
+        .insert("team".into(), json!(format!("team-{}", n % 9)));
+    log.content.input_history =
+        Some(json!([{"role": "user", "content": format!("question {n} about the weather")}]));
     log.content.output_message = Some(json!({"role": "assistant", "content": "a short answer"}));
     log
 }
@@ -119,7 +128,9 @@ where
             .push_bind(total)
             .push_bind(log.content.input_history.as_ref().map(|v| v.to_string()))
             .push_bind(log.content.output_message.as_ref().map(|v| v.to_string()))
-            .push_bind(Some(serde_json::to_string(&log.metadata).unwrap_or_default()))
+            .push_bind(Some(
+                serde_json::to_string(&log.metadata).unwrap_or_default(),
+            ))
             .push_bind(log.content_summary(32 * 1024))
             .push_bind(now);
     });
@@ -132,7 +143,9 @@ async fn raw_ingest(pool: &RawPool, total: usize) -> Result<Duration> {
     let started = Instant::now();
     let now = Utc::now().timestamp_micros();
     for first in (0..total).step_by(RAW_BATCH) {
-        let logs: Vec<Log> = (first..(first + RAW_BATCH).min(total)).map(|n| log(n, total)).collect();
+        let logs: Vec<Log> = (first..(first + RAW_BATCH).min(total))
+            .map(|n| log(n, total))
+            .collect();
         match pool {
             RawPool::Sqlite(p) => raw_insert(&logs, now).build().execute(p).await.map(drop)?,
             RawPool::Postgres(p) => raw_insert(&logs, now).build().execute(p).await.map(drop)?,
@@ -227,14 +240,20 @@ async fn searches(
     })
     .await?;
     for (what, (p50, p95)) in [
-        ("list: 3 filters, sorted by latency, 50 a page, with the total count", list),
+        (
+            "list: 3 filters, sorted by latency, 50 a page, with the total count",
+            list,
+        ),
         ("stats over the week", stats),
         ("hourly request histogram over the week", histogram),
     ] {
         let met = if p95 < 50.0 { "met" } else { "**not met**" };
         report.measurement(Measurement {
             backend,
-            what: format!("log store, {} logs: {what} (p50 / p95; target p95 < 50 ms)", sizes.logs),
+            what: format!(
+                "log store, {} logs: {what} (p50 / p95; target p95 < 50 ms)",
+                sizes.logs
+            ),
             value: format!("{p50:.1} / {p95:.1} ms ({met})"),
         });
     }
@@ -262,7 +281,11 @@ fn ingest_rows(
         target: None,
     });
     if let Some(target) = target {
-        let met = if ledger_rate >= target { "met" } else { "**not met**" };
+        let met = if ledger_rate >= target {
+            "met"
+        } else {
+            "**not met**"
+        };
         report.measurement(Measurement {
             backend,
             what: format!("log store: ingest rate (target ≥ {target:.0} logs/s)"),
@@ -298,8 +321,12 @@ pub async fn run_sqlite(sizes: LogSizes, report: &mut Report) -> Result<()> {
 pub async fn run_postgres(url: &str, sizes: LogSizes, report: &mut Report) -> Result<()> {
     let schema = format!("bench_logstore_{}", std::process::id());
     let admin = sqlx::PgPool::connect(url).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await?;
     let separator = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
 
@@ -314,9 +341,13 @@ pub async fn run_postgres(url: &str, sizes: LogSizes, report: &mut Report) -> Re
     let store = LogStore::open(&scoped, LogStoreOptions::default()).await?;
     let ledger = ledger_ingest(&store, sizes.logs).await?;
     ingest_rows("PostgreSQL", &sizes, raw, ledger, report, None);
-    sqlx::query(&format!("ANALYZE {schema}.logstore_logs")).execute(&admin).await?;
+    sqlx::query(&format!("ANALYZE {schema}.logstore_logs"))
+        .execute(&admin)
+        .await?;
     searches("PostgreSQL", &store, &sizes, report).await?;
     store.close().await?;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await?;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await?;
     Ok(())
 }

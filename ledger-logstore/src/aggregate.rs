@@ -213,7 +213,9 @@ fn rollup_answers(filters: &SearchFilters) -> bool {
 }
 
 fn at(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// The figures of the logs matching `filters` (and `extra`, conditions on the roll-up's
@@ -230,9 +232,10 @@ pub(crate) async fn aggregate(
     let mut parts: Vec<(Source, SearchFilters)> = Vec::new();
     if whole_hours && rollup_answers(filters) {
         // Whole hours inside the range from the roll-up, the edges from the logs.
-        let first = filters
-            .start_time
-            .map(|s| micros(s).div_euclid(HOUR_US) * HOUR_US + if micros(s) % HOUR_US == 0 { 0 } else { HOUR_US });
+        let first = filters.start_time.map(|s| {
+            micros(s).div_euclid(HOUR_US) * HOUR_US
+                + if micros(s) % HOUR_US == 0 { 0 } else { HOUR_US }
+        });
         let end = filters
             .end_time
             .map(|e| (micros(e) + 1).div_euclid(HOUR_US) * HOUR_US);

@@ -116,10 +116,16 @@ impl SearchFilters {
             if let Some(v) = v
                 && !(v.is_finite() && v >= 0.0)
             {
-                return Err(Error::invalid(name, format!("{v} is not a non-negative number")));
+                return Err(Error::invalid(
+                    name,
+                    format!("{v} is not a non-negative number"),
+                ));
             }
         }
-        for (name, v) in [("min_tokens", self.min_tokens), ("max_tokens", self.max_tokens)] {
+        for (name, v) in [
+            ("min_tokens", self.min_tokens),
+            ("max_tokens", self.max_tokens),
+        ] {
             if let Some(v) = v
                 && v < 0
             {

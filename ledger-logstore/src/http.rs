@@ -98,9 +98,18 @@ pub fn router(store: LogStore, writer: Arc<LogWriter>, options: ApiOptions) -> R
         .route("/api/logs/histogram/cost", get(histogram_cost))
         .route("/api/logs/histogram/models", get(histogram_models))
         .route("/api/logs/histogram/latency", get(histogram_latency))
-        .route("/api/logs/histogram/cost/by-provider", get(histogram_provider_cost))
-        .route("/api/logs/histogram/tokens/by-provider", get(histogram_provider_tokens))
-        .route("/api/logs/histogram/latency/by-provider", get(histogram_provider_latency))
+        .route(
+            "/api/logs/histogram/cost/by-provider",
+            get(histogram_provider_cost),
+        )
+        .route(
+            "/api/logs/histogram/tokens/by-provider",
+            get(histogram_provider_tokens),
+        )
+        .route(
+            "/api/logs/histogram/latency/by-provider",
+            get(histogram_provider_latency),
+        )
         .route("/api/logs/{id}", get(find).patch(update))
         .route_layer(middleware::from_fn_with_state(api.clone(), authenticate));
     Router::new()
@@ -251,7 +260,12 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> ApiResult<T> {
 fn time(name: &str, value: &str) -> ApiResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::bad(name, format!("{name} must be an RFC 3339 time, not {value:?}")))
+        .map_err(|_| {
+            ApiError::bad(
+                name,
+                format!("{name} must be an RFC 3339 time, not {value:?}"),
+            )
+        })
 }
 
 /// Filters and (for lists) pagination from query parameters; unknown parameters are refused
@@ -287,7 +301,12 @@ fn parse_query(pairs: &[(String, String)], paged: bool) -> ApiResult<(SearchFilt
                 f.missing_cost_only = match value.as_str() {
                     "true" | "1" => true,
                     "false" | "0" | "" => false,
-                    _ => return Err(ApiError::bad(name, "missing_cost_only must be true or false")),
+                    _ => {
+                        return Err(ApiError::bad(
+                            name,
+                            "missing_cost_only must be true or false",
+                        ));
+                    }
                 }
             }
             "content_search" => f.content_search = Some(value.clone()).filter(|v| !v.is_empty()),
@@ -309,7 +328,8 @@ fn parse_query(pairs: &[(String, String)], paged: bool) -> ApiResult<(SearchFilt
                 page.offset = offset as u64;
             }
             "sort_by" if paged => {
-                page.sort_by = SortBy::parse(value).map_err(|e| ApiError::from_store(e, "parsing"))?
+                page.sort_by =
+                    SortBy::parse(value).map_err(|e| ApiError::from_store(e, "parsing"))?
             }
             "order" if paged => {
                 page.order = Order::parse(value).map_err(|e| ApiError::from_store(e, "parsing"))?
@@ -319,12 +339,16 @@ fn parse_query(pairs: &[(String, String)], paged: bool) -> ApiResult<(SearchFilt
                     f.metadata_filters.insert(key.to_owned(), value.clone());
                 }
                 None => {
-                    return Err(ApiError::bad(other, format!("unknown query parameter {other:?}")));
+                    return Err(ApiError::bad(
+                        other,
+                        format!("unknown query parameter {other:?}"),
+                    ));
                 }
             },
         }
     }
-    f.validate().map_err(|e| ApiError::from_store(e, "parsing"))?;
+    f.validate()
+        .map_err(|e| ApiError::from_store(e, "parsing"))?;
     Ok((f, page))
 }
 
@@ -402,8 +426,7 @@ async fn find(State(api): State<Arc<Api>>, Path(id): Path<String>) -> ApiResult 
 
 /// A JSON body, or a 400 saying why it is not one.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad("body", format!("Invalid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad("body", format!("Invalid JSON: {e}")))
 }
 
 async fn update(
@@ -464,7 +487,11 @@ async fn ingest(State(api): State<Arc<Api>>, bytes: axum::body::Bytes) -> ApiRes
     if values.len() > api.options.max_batch {
         return Err(ApiError::bad(
             "logs",
-            format!("{} logs in one request; at most {}", values.len(), api.options.max_batch),
+            format!(
+                "{} logs in one request; at most {}",
+                values.len(),
+                api.options.max_batch
+            ),
         ));
     }
     let logs = values
@@ -496,7 +523,9 @@ async fn ingest(State(api): State<Arc<Api>>, bytes: axum::body::Bytes) -> ApiRes
             Err(e) => return Err(ApiError::from_store(e, "Ingest")),
         }
     }
-    Ok(Json(json!({ "accepted": accepted, "duplicates": duplicates, "dropped": dropped })))
+    Ok(Json(
+        json!({ "accepted": accepted, "duplicates": duplicates, "dropped": dropped }),
+    ))
 }
 
 async fn health(State(api): State<Arc<Api>>) -> Response {
@@ -544,9 +573,15 @@ mod tests {
         .unwrap();
         assert_eq!(f.providers, ["openai", "anthropic"]);
         assert_eq!(f.status, [LogStatus::Success]);
-        assert_eq!(f.metadata_filters.get("team").map(String::as_str), Some("x"));
+        assert_eq!(
+            f.metadata_filters.get("team").map(String::as_str),
+            Some("x")
+        );
         assert!(f.start_time.is_some());
-        assert_eq!((p.limit, p.offset, p.sort_by, p.order), (10, 20, SortBy::Latency, Order::Asc));
+        assert_eq!(
+            (p.limit, p.offset, p.sort_by, p.order),
+            (10, 20, SortBy::Latency, Order::Asc)
+        );
     }
 
     #[test]
@@ -562,7 +597,7 @@ mod tests {
             ("status=done", "status"),
             ("colour=red", "colour"),
         ] {
-            let error = parse_query(&q(query), true).err().expect(query);
+            let error = parse_query(&q(query), true).expect_err(query);
             assert_eq!(error.field.as_deref(), Some(field), "{query}");
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
         }

@@ -32,7 +32,11 @@ struct Serve {
     #[arg(long, env = "LEDGER_LOGSTORE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// An API key clients must present; repeat for several. None: the API is open.
-    #[arg(long = "api-key", env = "LEDGER_LOGSTORE_API_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        env = "LEDGER_LOGSTORE_API_KEYS",
+        value_delimiter = ','
+    )]
     api_keys: Vec<String>,
     /// Keep only figures, not what requests sent and received.
     #[arg(long)]
@@ -67,8 +71,7 @@ enum Full {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -104,13 +107,20 @@ async fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
         },
     ));
     let api = ApiOptions {
-        api_keys: serve.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        api_keys: serve
+            .api_keys
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .collect(),
         max_body_bytes: serve.max_body_bytes,
         max_batch: serve.max_batch,
         timeout: Duration::from_secs(30),
     };
     let listener = tokio::net::TcpListener::bind(serve.listen).await?;
-    eprintln!("ledger-logstore: listening on http://{}", listener.local_addr()?);
+    eprintln!(
+        "ledger-logstore: listening on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, router(store.clone(), writer.clone(), api))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

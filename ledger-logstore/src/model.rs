@@ -529,7 +529,10 @@ impl LogUpdate {
         }
         for name in self.0.keys() {
             if matches!(name.as_str(), "id" | "created_at") {
-                return Err(Error::invalid(name, "a log's id and created_at never change"));
+                return Err(Error::invalid(
+                    name,
+                    "a log's id and created_at never change",
+                ));
             }
             if !LOG_FIELDS.contains(&name.as_str()) && !Content::field_names().any(|f| f == name) {
                 return Err(Error::invalid(name, "not a field of a log"));
@@ -541,11 +544,14 @@ impl LogUpdate {
     /// `log` with these changes, checked as a whole (a wrong type names its field).
     pub fn apply_to(&self, log: &Log) -> Result<Log> {
         let mut value = serde_json::to_value(log).map_err(|e| Error::invalid("update", e))?;
-        let object = value.as_object_mut().expect("a log serializes to an object");
+        let object = value
+            .as_object_mut()
+            .expect("a log serializes to an object");
         for (name, v) in &self.0 {
             object.insert(name.clone(), v.clone());
         }
-        let updated: Log = serde_json::from_value(value).map_err(|e| Error::invalid("update", e))?;
+        let updated: Log =
+            serde_json::from_value(value).map_err(|e| Error::invalid("update", e))?;
         updated.validate()?;
         Ok(updated)
     }
@@ -638,14 +644,20 @@ mod tests {
         log.cap_content(151);
         assert!(log.is_large_payload_response && !log.is_large_payload_request);
         let Some(Value::String(preview)) = &log.content.output_message else {
-            panic!("expected a preview string, got {:?}", log.content.output_message);
+            panic!(
+                "expected a preview string, got {:?}",
+                log.content.output_message
+            );
         };
         assert!(preview.len() <= 151);
     }
 
     #[test]
     fn an_update_of_an_unknown_or_fixed_field_is_refused_by_name() {
-        let e = LogUpdate::new().set("colour", "red").validate().unwrap_err();
+        let e = LogUpdate::new()
+            .set("colour", "red")
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         let e = LogUpdate::new().set("id", "x").validate().unwrap_err();
         assert!(e.to_string().contains("id"), "{e}");

@@ -188,7 +188,10 @@ impl HistogramKind {
     }
 
     fn latency(self) -> bool {
-        matches!(self, HistogramKind::Latency | HistogramKind::ProviderLatency)
+        matches!(
+            self,
+            HistogramKind::Latency | HistogramKind::ProviderLatency
+        )
     }
 }
 
@@ -357,7 +360,9 @@ pub(crate) async fn histogram(
             if n > MAX_BUCKETS {
                 return Err(Error::invalid(
                     "bucket_size_seconds",
-                    format!("{n} buckets of {bucket_seconds} s over the range; at most {MAX_BUCKETS}"),
+                    format!(
+                        "{n} buckets of {bucket_seconds} s over the range; at most {MAX_BUCKETS}"
+                    ),
                 ));
             }
             Some((first, n))
@@ -367,7 +372,14 @@ pub(crate) async fn histogram(
     let bucket_us = bucket_seconds.saturating_mul(1_000_000);
     let group = kind.group().unwrap_or("''");
     let mut tx = db.snapshot().await?;
-    let figures = aggregate(&mut tx, filters, &[FINISHED], Some(bucket_seconds), kind.group()).await?;
+    let figures = aggregate(
+        &mut tx,
+        filters,
+        &[FINISHED],
+        Some(bucket_seconds),
+        kind.group(),
+    )
+    .await?;
     let mut cells: BTreeMap<i64, BTreeMap<String, Cell9>> = BTreeMap::new();
     for ((bucket, name, status), f) in figures {
         let cell = cells.entry(bucket).or_default().entry(name).or_default();
@@ -393,7 +405,10 @@ pub(crate) async fn histogram(
         ));
         filters.push_where(&mut sql, &[FINISHED, "latency IS NOT NULL"]);
         sql.push(" ORDER BY latency");
-        for row in tx.fetch(&sql, &[Kind::Int, Kind::Text, Kind::Float]).await? {
+        for row in tx
+            .fetch(&sql, &[Kind::Int, Kind::Text, Kind::Float])
+            .await?
+        {
             let mut row = row.into_iter();
             let bucket = row.next().map_or(0, |c| c.int());
             let name = row.next().and_then(Cell::text).unwrap_or_default();
@@ -566,12 +581,14 @@ pub const MAX_FILTER_VALUES: usize = 500;
 pub const FILTER_DATA_DAYS: i64 = 30;
 
 pub(crate) async fn filter_data(db: &Db, now: DateTime<Utc>) -> Result<FilterData> {
-    let mut sql =
-        Sql::new("SELECT kind, value, name FROM logstore_dimensions WHERE last_seen >= ");
+    let mut sql = Sql::new("SELECT kind, value, name FROM logstore_dimensions WHERE last_seen >= ");
     sql.bind(micros(now - Duration::days(FILTER_DATA_DAYS)))
         .push(" ORDER BY kind, value");
     let mut data = FilterData::default();
-    for row in db.fetch(&sql, &[Kind::Text, Kind::Text, Kind::Text]).await? {
+    for row in db
+        .fetch(&sql, &[Kind::Text, Kind::Text, Kind::Text])
+        .await?
+    {
         let mut row = row.into_iter();
         let kind = row.next().and_then(Cell::text).unwrap_or_default();
         let value = row.next().and_then(Cell::text).unwrap_or_default();
@@ -587,7 +604,9 @@ pub(crate) async fn filter_data(db: &Db, now: DateTime<Utc>) -> Result<FilterDat
             "selected_key" if room(data.selected_keys.len()) => data.selected_keys.push(pair()),
             "virtual_key" if room(data.virtual_keys.len()) => data.virtual_keys.push(pair()),
             "routing_rule" if room(data.routing_rules.len()) => data.routing_rules.push(pair()),
-            "routing_engine" if room(data.routing_engines.len()) => data.routing_engines.push(value),
+            "routing_engine" if room(data.routing_engines.len()) => {
+                data.routing_engines.push(value)
+            }
             _ => {
                 if let Some(key) = kind.strip_prefix("metadata:") {
                     let keys = data.metadata_keys.len();
@@ -626,7 +645,11 @@ mod tests {
             (Duration::days(400), 30 * 86_400),
         ];
         for (span, bucket) in cases {
-            assert_eq!(bucket_for_range(Some(end - span), Some(end)), bucket, "{span}");
+            assert_eq!(
+                bucket_for_range(Some(end - span), Some(end)),
+                bucket,
+                "{span}"
+            );
         }
         assert_eq!(bucket_for_range(None, Some(end)), 3600);
     }

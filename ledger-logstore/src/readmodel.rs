@@ -44,7 +44,8 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         db.execute(&Sql::new(*statement)).await?;
     }
     let mut init = Sql::new("INSERT INTO logstore_checkpoint (name, position) VALUES (");
-    init.bind(CHECKPOINT).push(", 0) ON CONFLICT (name) DO NOTHING");
+    init.bind(CHECKPOINT)
+        .push(", 0) ON CONFLICT (name) DO NOTHING");
     db.execute(&init).await?;
     Ok(())
 }
@@ -59,16 +60,19 @@ impl Checkpoint for ReadModelCheckpoint {
     async fn load(&self) -> ledger_core::Result<Option<u64>> {
         let mut sql = Sql::new("SELECT position FROM logstore_checkpoint WHERE name = ");
         sql.bind(CHECKPOINT);
-        let rows = self.0.fetch(&sql, &[Kind::Int]).await.map_err(ledger_core::Error::from)?;
-        Ok(rows
-            .first()
-            .map(|r| r[0].int() as u64)
-            .filter(|&p| p > 0))
+        let rows = self
+            .0
+            .fetch(&sql, &[Kind::Int])
+            .await
+            .map_err(ledger_core::Error::from)?;
+        Ok(rows.first().map(|r| r[0].int() as u64).filter(|&p| p > 0))
     }
 
     async fn save(&self, position: u64) -> ledger_core::Result<()> {
         let mut tx = self.0.begin().await.map_err(ledger_core::Error::from)?;
-        save_checkpoint(&mut tx, position).await.map_err(ledger_core::Error::from)?;
+        save_checkpoint(&mut tx, position)
+            .await
+            .map_err(ledger_core::Error::from)?;
         tx.commit().await.map_err(ledger_core::Error::from)
     }
 }
@@ -259,7 +263,8 @@ async fn record_dimensions<'a>(tx: &mut Tx, logs: impl Iterator<Item = &'a Log>)
     }
     let rows: Vec<_> = seen.into_iter().collect();
     for chunk in rows.chunks(INSERT_ROWS) {
-        let mut sql = Sql::new("INSERT INTO logstore_dimensions (kind, value, name, last_seen) VALUES ");
+        let mut sql =
+            Sql::new("INSERT INTO logstore_dimensions (kind, value, name, last_seen) VALUES ");
         for (i, ((kind, value), (name, at))) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -295,8 +300,8 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
             let mut cells = found.into_iter();
             let body = cells.next().and_then(Cell::text).unwrap_or_default();
             let entry_id = cells.next().map_or(0, |c| c.int());
-            let current: Log = serde_json::from_str(&body)
-                .map_err(|e| crate::error::Error::invalid("body", e))?;
+            let current: Log =
+                serde_json::from_str(&body).map_err(|e| crate::error::Error::invalid("body", e))?;
             let updated = match changes.apply_to(&current) {
                 Ok(updated) => updated,
                 Err(e) => {
@@ -309,8 +314,9 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
         }
         LogEvent::Delete { ids } => delete_ids(tx, &ids).await.map(drop),
         LogEvent::Flush { before } => {
-            let mut select =
-                Sql::new("SELECT id FROM logstore_logs WHERE status = 'processing' AND created_at < ");
+            let mut select = Sql::new(
+                "SELECT id FROM logstore_logs WHERE status = 'processing' AND created_at < ",
+            );
             select.bind(micros(before));
             let ids: Vec<String> = tx
                 .fetch(&select, &[Kind::Text])
@@ -347,7 +353,11 @@ pub(crate) async fn stale_processing(tx: &mut Tx, before: DateTime<Utc>) -> Resu
 }
 
 /// The ids and ledger entries of up to `limit` logs accepted before `cutoff`.
-pub(crate) async fn expired(tx: &mut Tx, cutoff: DateTime<Utc>, limit: u32) -> Result<Vec<(String, i64)>> {
+pub(crate) async fn expired(
+    tx: &mut Tx,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<(String, i64)>> {
     let mut sql = Sql::new("SELECT id, entry_id FROM logstore_logs WHERE created_at < ");
     sql.bind(micros(cutoff))
         .push(" ORDER BY created_at LIMIT ")

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ledger_core::{
-    AppendInput, AppendOutcome, ExpectedVersion, FeedConsumer, MutationKind, Store, SubscribeOptions,
+    AppendInput, AppendOutcome, ExpectedVersion, FeedConsumer, MutationKind, Store,
+    SubscribeOptions,
 };
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -155,7 +156,11 @@ impl LogStore {
         self.consumer()?
             .run_once(|records| {
                 let db = self.inner.db.clone();
-                async move { readmodel::apply(&db, &records).await.map_err(ledger_core::Error::from) }
+                async move {
+                    readmodel::apply(&db, &records)
+                        .await
+                        .map_err(ledger_core::Error::from)
+                }
             })
             .await?;
         Ok(())
@@ -192,7 +197,9 @@ impl LogStore {
                                 return Ok(());
                             };
                             let _one = inner.projecting.lock().await;
-                            readmodel::apply(&inner.db, &records).await.map_err(ledger_core::Error::from)
+                            readmodel::apply(&inner.db, &records)
+                                .await
+                                .map_err(ledger_core::Error::from)
                         }
                     })
                     .await;
@@ -254,7 +261,9 @@ impl LogStore {
 
     fn create_inputs(&self, logs: Vec<Log>) -> Result<Vec<AppendInput>> {
         let now = Utc::now();
-        logs.into_iter().map(|log| self.create_input(log, now)).collect()
+        logs.into_iter()
+            .map(|log| self.create_input(log, now))
+            .collect()
     }
 
     /// Stores a new log; [`Error::Duplicate`] if its id was accepted before.
@@ -373,7 +382,10 @@ impl LogStore {
     /// they needed; returns how many logs were deleted.
     pub async fn delete_logs_batch(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64> {
         if batch == 0 {
-            return Err(Error::invalid("batch", "a retention batch deletes at least 1 log"));
+            return Err(Error::invalid(
+                "batch",
+                "a retention batch deletes at least 1 log",
+            ));
         }
         self.catch_up().await?;
         let _one = self.inner.projecting.lock().await;

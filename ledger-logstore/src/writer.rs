@@ -226,7 +226,10 @@ async fn drain(store: LogStore, mut jobs: mpsc::Receiver<Job>, options: WriterOp
     }
 }
 
-async fn write_batch(store: &LogStore, batch: Vec<(AppendInput, oneshot::Sender<Result<bool, String>>)>) {
+async fn write_batch(
+    store: &LogStore,
+    batch: Vec<(AppendInput, oneshot::Sender<Result<bool, String>>)>,
+) {
     if batch.is_empty() {
         return;
     }

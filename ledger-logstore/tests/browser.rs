@@ -34,7 +34,11 @@ impl Browser {
                 "{program} is missing: `cargo xtask services up` installs Debian's chromium and chromium-driver"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -42,11 +46,17 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver never answered");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver never answered"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
@@ -90,27 +100,29 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.session));
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
         if method != reqwest::Method::GET {
             request = request.json(&body);
         }
-        let response: Value = request
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
         assert!(response["value"]["error"].is_null(), "{path}: {response}");
         response["value"].clone()
     }
 
     async fn go(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", json!({"url": url})).await;
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
     }
 
     async fn script(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
     }
 
     /// Waits until `condition` (a JavaScript expression) is true.
@@ -120,35 +132,61 @@ impl Browser {
             if self.script(&format!("return !!({condition});")).await == json!(true) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the page never got to: {condition}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the page never got to: {condition}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     async fn element(&self, css: &str) -> String {
         let found = self
-            .call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}))
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
-        found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_owned()
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned()
     }
 
     async fn click(&self, css: &str) {
         let id = self.element(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
     }
 
     async fn text(&self, css: &str) -> String {
         let id = self.element(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), Value::Null)
-            .await
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{id}/text"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
     }
 }
 
@@ -188,15 +226,32 @@ async fn the_page_lists_filters_and_opens_logs_in_chromium() {
 
     let browser = Browser::start().await;
     browser.go(&base).await;
-    browser.until("document.body.dataset.ready === 'true'").await;
-    assert_eq!(browser.script("return document.querySelectorAll('#logs tr').length;").await, json!(12));
-    assert!(browser.text("#stats").await.starts_with("12 requests"), "{}", browser.text("#stats").await);
-    assert_eq!(browser.text("#logs tr:first-child td:nth-child(3)").await, "gpt-4o", "newest first");
+    browser
+        .until("document.body.dataset.ready === 'true'")
+        .await;
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll('#logs tr').length;")
+            .await,
+        json!(12)
+    );
+    assert!(
+        browser.text("#stats").await.starts_with("12 requests"),
+        "{}",
+        browser.text("#stats").await
+    );
+    assert_eq!(
+        browser.text("#logs tr:first-child td:nth-child(3)").await,
+        "gpt-4o",
+        "newest first"
+    );
 
     // Filter by model, through the dropdown filled from the filter data.
     browser.click("#model option[value='claude-sonnet']").await;
     browser.click("#search").await;
-    browser.until("document.querySelectorAll('#logs tr').length === 4").await;
+    browser
+        .until("document.querySelectorAll('#logs tr').length === 4")
+        .await;
     let models = browser
         .script("return [...document.querySelectorAll('#logs tr td:nth-child(3)')].map(td => td.textContent);")
         .await;
@@ -205,28 +260,54 @@ async fn the_page_lists_filters_and_opens_logs_in_chromium() {
 
     // Search content, then open the one match.
     browser.click("#model option:first-child").await;
-    browser.type_into("#content", "question number req-07").await;
+    browser
+        .type_into("#content", "question number req-07")
+        .await;
     browser.click("#search").await;
-    browser.until("document.querySelectorAll('#logs tr').length === 1").await;
+    browser
+        .until("document.querySelectorAll('#logs tr').length === 1")
+        .await;
     browser.click("#logs tr").await;
-    browser.until("document.getElementById('detail-id') !== null").await;
+    browser
+        .until("document.getElementById('detail-id') !== null")
+        .await;
     assert_eq!(browser.text("#detail-id").await, "req-07");
     let detail = browser.text("#detail").await;
     assert!(detail.contains("error"), "{detail}");
-    assert!(detail.contains("rate limited"), "the error is shown: {detail}");
-    assert!(detail.contains("question number req-07"), "the input is shown: {detail}");
+    assert!(
+        detail.contains("rate limited"),
+        "the error is shown: {detail}"
+    );
+    assert!(
+        detail.contains("question number req-07"),
+        "the input is shown: {detail}"
+    );
 
     if let Ok(path) = std::env::var("LEDGER_LOGSTORE_SCREENSHOT") {
         browser.click("#model option:first-child").await;
         let content = browser.element("#content").await;
-        browser.call(reqwest::Method::POST, &format!("/element/{content}/clear"), json!({})).await;
+        browser
+            .call(
+                reqwest::Method::POST,
+                &format!("/element/{content}/clear"),
+                json!({}),
+            )
+            .await;
         browser.click("#search").await;
-        browser.until("document.querySelectorAll('#logs tr').length === 12").await;
+        browser
+            .until("document.querySelectorAll('#logs tr').length === 12")
+            .await;
         browser.click("#logs tr:nth-child(5)").await;
-        browser.until("document.getElementById('detail-id') !== null").await;
-        let png = browser.call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        browser
+            .until("document.getElementById('detail-id') !== null")
+            .await;
+        let png = browser
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
         use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
         std::fs::write(&path, bytes).unwrap();
     }
 }

@@ -45,7 +45,12 @@ fn kill(child: &Child) {
 }
 
 /// Streams batches of logs until the server stops answering; records each acknowledged id.
-async fn stream_logs(base: String, client: usize, acked: Arc<Mutex<BTreeSet<String>>>, round: usize) {
+async fn stream_logs(
+    base: String,
+    client: usize,
+    acked: Arc<Mutex<BTreeSet<String>>>,
+    round: usize,
+) {
     let http = reqwest::Client::new();
     for batch in 0.. {
         let logs: Vec<Value> = (0..10)
@@ -54,7 +59,10 @@ async fn stream_logs(base: String, client: usize, acked: Arc<Mutex<BTreeSet<Stri
                 serde_json::to_value(chat(&id, i)).unwrap()
             })
             .collect();
-        let ids: Vec<String> = logs.iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<String> = logs
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect();
         let sent = http
             .post(format!("{base}/api/logs/ingest"))
             .json(&logs)
@@ -64,11 +72,21 @@ async fn stream_logs(base: String, client: usize, acked: Arc<Mutex<BTreeSet<Stri
         // The server was killed: the clients stop.
         let Ok(response) = sent else { return };
         if response.status() != reqwest::StatusCode::OK {
-            eprintln!("client {client}: {} {}", response.status(), response.text().await.unwrap_or_default());
+            eprintln!(
+                "client {client}: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
             return;
         }
-        let Ok(body) = response.json::<Value>().await else { return };
-        assert_eq!(body["accepted"].as_u64().unwrap() + body["duplicates"].as_u64().unwrap(), 10, "{body}");
+        let Ok(body) = response.json::<Value>().await else {
+            return;
+        };
+        assert_eq!(
+            body["accepted"].as_u64().unwrap() + body["duplicates"].as_u64().unwrap(),
+            10,
+            "{body}"
+        );
         acked.lock().unwrap().extend(ids);
     }
 }
@@ -86,7 +104,10 @@ async fn acknowledged_logs_survive_sigkill(backend: Backend) {
         let before = acked.lock().unwrap().len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while acked.lock().unwrap().len() < before + 200 + round * 70 {
-            assert!(tokio::time::Instant::now() < deadline, "the clients made no progress");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the clients made no progress"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         kill(&child);
@@ -100,7 +121,9 @@ async fn acknowledged_logs_survive_sigkill(backend: Backend) {
     let mut present = BTreeSet::new();
     for offset in (0..).step_by(1000) {
         let page: Value = http
-            .get(format!("http://{address}/api/logs?limit=1000&offset={offset}&sort_by=timestamp"))
+            .get(format!(
+                "http://{address}/api/logs?limit=1000&offset={offset}&sort_by=timestamp"
+            ))
             .send()
             .await
             .unwrap()
@@ -110,14 +133,30 @@ async fn acknowledged_logs_survive_sigkill(backend: Backend) {
         let logs = page["logs"].as_array().unwrap();
         present.extend(logs.iter().map(|l| l["id"].as_str().unwrap().to_owned()));
         if logs.len() < 1000 {
-            assert_eq!(page["pagination"]["total_count"].as_u64().unwrap() as usize, present.len(), "no log is doubled");
+            assert_eq!(
+                page["pagination"]["total_count"].as_u64().unwrap() as usize,
+                present.len(),
+                "no log is doubled"
+            );
             break;
         }
     }
     let missing: Vec<&String> = acked.difference(&present).collect();
-    assert!(missing.is_empty(), "{} acknowledged logs are missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged logs are missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert!(acked.len() >= 4 * 200, "{} logs acknowledged", acked.len());
-    let stats: Value = http.get(format!("http://{address}/api/logs/stats")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = http
+        .get(format!("http://{address}/api/logs/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["total_requests"], json!(present.len()));
 }
 
