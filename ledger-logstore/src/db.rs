@@ -315,6 +315,7 @@ pub(crate) const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS logstore_logs_latency ON logstore_logs (latency)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_cost ON logstore_logs (cost)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_tokens ON logstore_logs (total_tokens)",
+    "CREATE INDEX IF NOT EXISTS logstore_logs_entry ON logstore_logs (entry_id)",
     "CREATE TABLE IF NOT EXISTS logstore_metadata (
         log_id TEXT NOT NULL,
         key TEXT NOT NULL,

@@ -344,6 +344,31 @@ pub(crate) async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<u64> {
     Ok(deleted)
 }
 
+/// How many of `ids` are logs.
+pub(crate) async fn existing(db: &Db, ids: &[String]) -> Result<u64> {
+    let mut n = 0;
+    for chunk in ids.chunks(INSERT_ROWS) {
+        let mut sql = Sql::new("SELECT COUNT(*) FROM logstore_logs WHERE id IN ");
+        sql.bind_list(chunk.iter().map(String::as_str));
+        n += db.fetch(&sql, &[Kind::Int]).await?[0][0].int() as u64;
+    }
+    Ok(n)
+}
+
+/// The oldest ledger entry a live log was created by.
+pub(crate) async fn oldest_live_entry(tx: &mut Tx) -> Result<Option<i64>> {
+    let sql = Sql::new("SELECT MIN(entry_id) FROM logstore_logs");
+    Ok(tx
+        .fetch(&sql, &[Kind::Int])
+        .await?
+        .pop()
+        .and_then(|mut r| r.pop())
+        .and_then(|c| match c {
+            Cell::Int(v) => v,
+            _ => None,
+        }))
+}
+
 /// Whether any `processing` log was accepted before `before`.
 pub(crate) async fn stale_processing(tx: &mut Tx, before: DateTime<Utc>) -> Result<bool> {
     let mut sql =

@@ -317,12 +317,7 @@ impl LogStore {
             return Err(Error::invalid("ids", "No log IDs provided"));
         }
         self.catch_up().await?;
-        let mut existing = 0;
-        for id in ids {
-            if self.find_by_id(id).await.is_ok() {
-                existing += 1;
-            }
-        }
+        let existing = readmodel::existing(&self.inner.db, ids).await?;
         let event = LogEvent::Delete { ids: ids.to_vec() };
         self.append(vec![event_input(&event)?]).await?;
         self.catch_up().await?;
@@ -378,8 +373,9 @@ impl LogStore {
         self.inner.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Deletes up to `batch` logs accepted before `cutoff`, and the ledger entries that only
-    /// they needed; returns how many logs were deleted.
+    /// Deletes up to `batch` logs accepted before `cutoff` (a deletion recorded in the ledger,
+    /// like any other), then trims the ledger entries no live log needs; returns how many logs
+    /// were deleted.
     pub async fn delete_logs_batch(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64> {
         if batch == 0 {
             return Err(Error::invalid(
@@ -388,16 +384,30 @@ impl LogStore {
             ));
         }
         self.catch_up().await?;
-        let _one = self.inner.projecting.lock().await;
-        let mut tx = self.inner.db.begin().await?;
+        let mut tx = self.inner.db.snapshot().await?;
         let expired = readmodel::expired(&mut tx, cutoff, batch).await?;
-        let last_entry = expired.iter().map(|(_, entry)| *entry).max();
-        let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
-        let deleted = readmodel::delete_ids(&mut tx, &ids).await?;
         tx.commit().await?;
-        if let Some(entry) = last_entry {
-            // Entries up to the newest expired log's creation are applied and needed by no
-            // live log (a change always follows its log's creation).
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let newest_expired = expired.iter().map(|(_, entry)| *entry).max();
+        let ids: Vec<String> = expired.into_iter().map(|(id, _)| id).collect();
+        let deleted = readmodel::existing(&self.inner.db, &ids).await?;
+        self.append(vec![event_input(&LogEvent::Delete { ids })?])
+            .await?;
+        self.catch_up().await?;
+        let mut tx = self.inner.db.snapshot().await?;
+        let oldest_live = readmodel::oldest_live_entry(&mut tx).await?;
+        tx.commit().await?;
+        // Entries before the oldest live log's creation are applied and needed by no live log
+        // (a change always follows its log's creation), and a rebuilt read model replays the
+        // deletions that remain; the newest expired creation bounds the trim to this sweep.
+        let trim_to = match (newest_expired, oldest_live) {
+            (Some(expired), Some(live)) => Some(expired.min(live - 1)),
+            (expired, None) => expired,
+            (None, Some(_)) => None,
+        };
+        if let Some(entry) = trim_to.filter(|e| *e > 0) {
             self.inner
                 .ledger
                 .trim(LOG_STREAM, ledger_core::EntryId::new(entry))
