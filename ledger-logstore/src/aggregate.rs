@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::db::{Cell, Kind, Param, Sql, Tx};
+use crate::db::{Kind, Param, Sql, Tx};
 use crate::error::Result;
 use crate::filter::{SearchFilters, micros};
+use crate::model::Log;
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -41,80 +42,51 @@ impl Figures {
     }
 }
 
-/// The dimensions of a roll-up row (ids absent as `''`).
-pub(crate) type Dims = (i64, String, String, String, String, String, String, String);
+/// The dimensions of a roll-up row: hour, provider, model, status, request type. (Keys and
+/// rules are left out: with them the roll-up grows toward the size of the logs.)
+pub(crate) type Dims = (i64, String, String, String, String);
 
-/// The columns a log's roll-up contribution is read from, in [`contribution`]'s order.
-pub(crate) const CONTRIBUTION_COLUMNS: &str = "ts, provider, model, status, object_type, \
-    selected_key_id, virtual_key_id, routing_rule_id, latency, prompt_tokens, completion_tokens, \
-    total_tokens, cached_read_tokens, cost";
-
-pub(crate) const CONTRIBUTION_KINDS: [Kind; 14] = [
-    Kind::Int,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Float,
-    Kind::Int,
-    Kind::Int,
-    Kind::Int,
-    Kind::Int,
-    Kind::Float,
-];
-
-/// A log's roll-up row and figures, from a row of [`CONTRIBUTION_COLUMNS`].
-pub(crate) fn contribution(row: Vec<Cell>) -> (Dims, Figures) {
-    let mut cells = row.into_iter();
-    let mut next = || cells.next().expect("as many cells as contribution columns");
-    let ts = next().int();
-    let mut text = || next().text().unwrap_or_default();
+/// A log's roll-up row and figures.
+fn contribution(log: &Log) -> (Dims, Figures) {
+    let ts = micros(log.timestamp);
     let dims = (
         ts.div_euclid(HOUR_US) * HOUR_US,
-        text(),
-        text(),
-        text(),
-        text(),
-        text(),
-        text(),
-        text(),
+        log.provider.clone(),
+        log.model.clone(),
+        log.status.as_str().to_owned(),
+        log.object.clone(),
     );
-    let latency = next().float();
+    let [prompt, completion, total, cached] = log.tokens();
     let figures = Figures {
         requests: 1,
-        latency_sum: latency.unwrap_or(0.0),
-        latency_count: i64::from(latency.is_some()),
-        prompt_tokens: next().int(),
-        completion_tokens: next().int(),
-        total_tokens: next().int(),
-        cached_read_tokens: next().int(),
-        cost: next().float().filter(|c| *c > 0.0).unwrap_or(0.0),
+        latency_sum: log.latency.unwrap_or(0.0),
+        latency_count: i64::from(log.latency.is_some()),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total,
+        cached_read_tokens: cached,
+        cost: log.cost.filter(|c| *c > 0.0).unwrap_or(0.0),
     };
     (dims, figures)
 }
 
-/// Adds (`sign` 1) or subtracts (`sign` -1) the logs `ids` from the roll-up; call it after
-/// inserting them or before deleting them.
-pub(crate) async fn count_logs(tx: &mut Tx, ids: &[String], sign: i64) -> Result<()> {
+/// Adds (`sign` 1) or subtracts (`sign` -1) `logs` in the roll-up; call it with the logs just
+/// inserted, or about to be deleted, in the same transaction.
+pub(crate) async fn count_logs<'a>(
+    tx: &mut Tx,
+    logs: impl IntoIterator<Item = &'a Log>,
+    sign: i64,
+) -> Result<()> {
     let mut deltas: BTreeMap<Dims, Figures> = BTreeMap::new();
-    for chunk in ids.chunks(500) {
-        let mut sql = Sql::new(format!(
-            "SELECT {CONTRIBUTION_COLUMNS} FROM logstore_logs WHERE id IN "
-        ));
-        sql.bind_list(chunk.iter().map(String::as_str));
-        for row in tx.fetch(&sql, &CONTRIBUTION_KINDS).await? {
-            let (dims, figures) = contribution(row);
-            deltas.entry(dims).or_default().add(&figures, sign);
-        }
+    for log in logs {
+        let (dims, figures) = contribution(log);
+        deltas.entry(dims).or_default().add(&figures, sign);
     }
     let rows: Vec<(Dims, Figures)> = deltas.into_iter().collect();
     for chunk in rows.chunks(400) {
         let mut sql = Sql::new(
             "INSERT INTO logstore_hourly (ts, provider, model, status, object_type, \
-             selected_key_id, virtual_key_id, routing_rule_id, requests, latency_sum, \
+             requests, latency_sum, \
              latency_count, prompt_tokens, completion_tokens, total_tokens, cached_read_tokens, \
              cost) VALUES ",
         );
@@ -128,9 +100,6 @@ pub(crate) async fn count_logs(tx: &mut Tx, ids: &[String], sign: i64) -> Result
                 d.2.clone().into(),
                 d.3.clone().into(),
                 d.4.clone().into(),
-                d.5.clone().into(),
-                d.6.clone().into(),
-                d.7.clone().into(),
                 f.requests.into(),
                 Some(f.latency_sum).into(),
                 f.latency_count.into(),
@@ -142,8 +111,7 @@ pub(crate) async fn count_logs(tx: &mut Tx, ids: &[String], sign: i64) -> Result
             ]);
         }
         sql.push(
-            " ON CONFLICT (ts, provider, model, status, object_type, selected_key_id, \
-             virtual_key_id, routing_rule_id) DO UPDATE SET \
+            " ON CONFLICT (ts, provider, model, status, object_type) DO UPDATE SET \
              requests = logstore_hourly.requests + excluded.requests, \
              latency_sum = logstore_hourly.latency_sum + excluded.latency_sum, \
              latency_count = logstore_hourly.latency_count + excluded.latency_count, \
@@ -200,7 +168,10 @@ pub(crate) type Aggregates = BTreeMap<(i64, String, String), Figures>;
 
 /// Whether the roll-up can answer for `filters`: only filters on its dimensions and time.
 fn rollup_answers(filters: &SearchFilters) -> bool {
-    filters.routing_engine_used.is_empty()
+    filters.selected_key_ids.is_empty()
+        && filters.virtual_key_ids.is_empty()
+        && filters.routing_rule_ids.is_empty()
+        && filters.routing_engine_used.is_empty()
         && filters.min_latency.is_none()
         && filters.max_latency.is_none()
         && filters.min_tokens.is_none()

@@ -210,6 +210,13 @@ macro_rules! run {
 }
 
 impl Db {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
     pub(crate) async fn execute(&self, sql: &Sql) -> Result<u64> {
         match self {
             Db::Sqlite(pool) => run!(execute pool, sql, Dialect::Sqlite),
@@ -276,9 +283,23 @@ impl Tx {
     }
 }
 
-/// The read model's tables. Times are microseconds since the epoch (UTC), so that bucket
-/// arithmetic is integer division on both databases.
-pub(crate) const SCHEMA: &[&str] = &[
+/// The read model's tables, for `dialect`. Times are microseconds since the epoch (UTC), so
+/// that bucket arithmetic is integer division on both databases. The wide columns live in
+/// `logstore_bodies`, so that filtering and sorting read narrow rows (Bifrost's users saw
+/// 7 000 rows weigh 950 MB). Sort indexes end with the id, the tie-breaker, and keep missing
+/// values first (SQLite's only order, asked of PostgreSQL), so one index serves both
+/// directions.
+pub(crate) fn schema(dialect: Dialect) -> impl Iterator<Item = String> {
+    let nulls_first = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " NULLS FIRST",
+    };
+    SCHEMA
+        .iter()
+        .map(move |statement| statement.replace("{NULLS_FIRST}", nulls_first))
+}
+
+const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS logstore_logs (
         id TEXT PRIMARY KEY,
         parent_request_id TEXT,
@@ -301,20 +322,22 @@ pub(crate) const SCHEMA: &[&str] = &[
         total_tokens BIGINT NOT NULL,
         cached_read_tokens BIGINT NOT NULL,
         stream BIGINT NOT NULL,
-        content_summary TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        body TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         entry_id BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS logstore_logs_ts ON logstore_logs (ts)",
+    "CREATE TABLE IF NOT EXISTS logstore_bodies (
+        id TEXT PRIMARY KEY,
+        content_summary TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        body TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS logstore_logs_ts ON logstore_logs (ts, id)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_created_at ON logstore_logs (created_at)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_status_ts ON logstore_logs (status, ts)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_provider_model ON logstore_logs (provider, model, status, ts)",
-    "CREATE INDEX IF NOT EXISTS logstore_logs_model_ts ON logstore_logs (model, ts)",
-    "CREATE INDEX IF NOT EXISTS logstore_logs_latency ON logstore_logs (latency)",
-    "CREATE INDEX IF NOT EXISTS logstore_logs_cost ON logstore_logs (cost)",
-    "CREATE INDEX IF NOT EXISTS logstore_logs_tokens ON logstore_logs (total_tokens)",
+    "CREATE INDEX IF NOT EXISTS logstore_logs_latency ON logstore_logs (latency{NULLS_FIRST}, id)",
+    "CREATE INDEX IF NOT EXISTS logstore_logs_cost ON logstore_logs (cost{NULLS_FIRST}, id)",
+    "CREATE INDEX IF NOT EXISTS logstore_logs_tokens ON logstore_logs (total_tokens, id)",
     "CREATE INDEX IF NOT EXISTS logstore_logs_entry ON logstore_logs (entry_id)",
     "CREATE TABLE IF NOT EXISTS logstore_metadata (
         log_id TEXT NOT NULL,
@@ -336,9 +359,6 @@ pub(crate) const SCHEMA: &[&str] = &[
         model TEXT NOT NULL,
         status TEXT NOT NULL,
         object_type TEXT NOT NULL,
-        selected_key_id TEXT NOT NULL,
-        virtual_key_id TEXT NOT NULL,
-        routing_rule_id TEXT NOT NULL,
         requests BIGINT NOT NULL,
         latency_sum DOUBLE PRECISION NOT NULL,
         latency_count BIGINT NOT NULL,
@@ -347,7 +367,7 @@ pub(crate) const SCHEMA: &[&str] = &[
         total_tokens BIGINT NOT NULL,
         cached_read_tokens BIGINT NOT NULL,
         cost DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (ts, provider, model, status, object_type, selected_key_id, virtual_key_id, routing_rule_id)
+        PRIMARY KEY (ts, provider, model, status, object_type)
     )",
     "CREATE TABLE IF NOT EXISTS logstore_checkpoint (
         name TEXT PRIMARY KEY,

@@ -184,7 +184,7 @@ impl SearchFilters {
                     sql.push(" OR ");
                 }
                 sql.push("routing_engines LIKE ")
-                    .bind(like_pattern(&format!(",{engine},")))
+                    .bind(ledger_sql::like_contains_pattern(&format!(",{engine},")))
                     .push(" ESCAPE '\\'");
             }
             sql.push(")");
@@ -221,9 +221,9 @@ impl SearchFilters {
         }
         if let Some(text) = self.content_search.as_deref().filter(|t| !t.is_empty()) {
             and.next(sql)
-                .push("content_summary LIKE ")
-                .bind(like_pattern(&text.to_lowercase()))
-                .push(" ESCAPE '\\'");
+                .push("id IN (SELECT id FROM logstore_bodies WHERE content_summary LIKE ")
+                .bind(ledger_sql::like_contains_pattern(&text.to_lowercase()))
+                .push(" ESCAPE '\\')");
         }
         for (key, value) in &self.metadata_filters {
             and.next(sql)
@@ -248,20 +248,6 @@ impl Conjunction {
         self.started = true;
         sql
     }
-}
-
-/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `\`.
-fn like_pattern(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 /// Microseconds since the epoch, the read model's time.
@@ -374,16 +360,17 @@ impl Pagination {
         }
     }
 
-    /// Appends ` ORDER BY … LIMIT … OFFSET …`. Logs without the sort value come last either
-    /// way, and the id breaks ties, so pages never overlap.
+    /// Appends ` ORDER BY … LIMIT … OFFSET …`. A log without the sort value (a latency or
+    /// cost) sorts as the smallest, the same on both databases, and the id breaks ties, so
+    /// pages never overlap.
     pub(crate) fn push_order(&self, sql: &mut Sql) {
-        let direction = match self.order {
-            Order::Asc => "ASC",
-            Order::Desc => "DESC",
+        let (direction, nulls) = match self.order {
+            Order::Asc => ("ASC", "FIRST"),
+            Order::Desc => ("DESC", "LAST"),
         };
         let column = self.sort_by.column();
         sql.push(&format!(
-            " ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT "
+            " ORDER BY {column} {direction} NULLS {nulls}, id {direction} LIMIT "
         ))
         .bind(i64::from(self.limit))
         .push(" OFFSET ")
@@ -418,11 +405,6 @@ mod tests {
         for bad in ["", "a b", "k'; DROP TABLE logs", &"k".repeat(257)] {
             assert!(validate_metadata_key(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn like_wildcards_in_search_text_match_themselves() {
-        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | `GET /api/logs/filterdata` | [`FilterData`](crate::FilterData) |
 //! | `GET /api/logs/dropped` | `{"dropped_requests": n}` |
 //! | `DELETE /api/logs` | body `{"ids": […]}` |
-//! | `POST /api/logs/ingest` | a log or an array of logs; answers once they are durable |
+//! | `POST /api/logs/ingest` | a log or an array of logs; answers once they are durable (searches see them once the read model applied them, within milliseconds) |
 //! | `GET /health` | `{"status": "ok"}` when the database answers |
 //!
 //! Filters: `providers`, `models`, `status`, `objects`, `selected_key_ids`, `virtual_key_ids`,

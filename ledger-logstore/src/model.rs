@@ -157,35 +157,46 @@ const REQUEST_CONTENT: &[&str] = &[
     "raw_request",
 ];
 
-impl Content {
-    fn fields_mut(&mut self) -> [(&'static str, &mut Option<Value>); 19] {
+/// The content fields with their JSON names, as `&` or `&mut` (one list for both).
+macro_rules! content_fields {
+    ($c:expr, $($borrow:tt)+) => {
         [
-            ("input_history", &mut self.input_history),
-            ("responses_input_history", &mut self.responses_input_history),
-            ("output_message", &mut self.output_message),
-            ("responses_output", &mut self.responses_output),
-            ("embedding_output", &mut self.embedding_output),
-            ("rerank_output", &mut self.rerank_output),
-            ("params", &mut self.params),
-            ("tools", &mut self.tools),
-            ("tool_calls", &mut self.tool_calls),
-            ("speech_input", &mut self.speech_input),
-            ("transcription_input", &mut self.transcription_input),
-            ("image_generation_input", &mut self.image_generation_input),
-            ("speech_output", &mut self.speech_output),
-            ("transcription_output", &mut self.transcription_output),
-            ("image_generation_output", &mut self.image_generation_output),
-            ("list_models_output", &mut self.list_models_output),
-            ("cache_debug", &mut self.cache_debug),
-            ("raw_request", &mut self.raw_request),
-            ("raw_response", &mut self.raw_response),
+            ("input_history", $($borrow)+ $c.input_history),
+            ("responses_input_history", $($borrow)+ $c.responses_input_history),
+            ("output_message", $($borrow)+ $c.output_message),
+            ("responses_output", $($borrow)+ $c.responses_output),
+            ("embedding_output", $($borrow)+ $c.embedding_output),
+            ("rerank_output", $($borrow)+ $c.rerank_output),
+            ("params", $($borrow)+ $c.params),
+            ("tools", $($borrow)+ $c.tools),
+            ("tool_calls", $($borrow)+ $c.tool_calls),
+            ("speech_input", $($borrow)+ $c.speech_input),
+            ("transcription_input", $($borrow)+ $c.transcription_input),
+            ("image_generation_input", $($borrow)+ $c.image_generation_input),
+            ("speech_output", $($borrow)+ $c.speech_output),
+            ("transcription_output", $($borrow)+ $c.transcription_output),
+            ("image_generation_output", $($borrow)+ $c.image_generation_output),
+            ("list_models_output", $($borrow)+ $c.list_models_output),
+            ("cache_debug", $($borrow)+ $c.cache_debug),
+            ("raw_request", $($borrow)+ $c.raw_request),
+            ("raw_response", $($borrow)+ $c.raw_response),
         ]
+    };
+}
+
+impl Content {
+    fn fields(&self) -> [(&'static str, &Option<Value>); 19] {
+        content_fields!(self, &)
+    }
+
+    fn fields_mut(&mut self) -> [(&'static str, &mut Option<Value>); 19] {
+        content_fields!(self, &mut)
     }
 
     /// The names of the content fields.
     pub fn field_names() -> impl Iterator<Item = &'static str> {
         Content::default()
-            .fields_mut()
+            .fields()
             .map(|(name, _)| name)
             .into_iter()
     }
@@ -194,6 +205,7 @@ impl Content {
 /// One LLM request: who sent it where, what it cost, how it went, and (optionally) what was
 /// said. Serialized with Bifrost's JSON names (`object` is the request type).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LogWire")]
 pub struct Log {
     /// The request id (unique in the store).
     pub id: String,
@@ -268,6 +280,147 @@ pub struct Log {
     /// key on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A log as its JSON reads: content fields inline. Deserializing [`Log`] through it spares serde's
+/// buffering of every field that `#[serde(flatten)]` needs, the read model's hottest path.
+#[derive(Deserialize)]
+struct LogWire {
+    id: String,
+    #[serde(default)]
+    parent_request_id: Option<String>,
+    timestamp: DateTime<Utc>,
+    object: String,
+    provider: String,
+    model: String,
+    #[serde(default)]
+    number_of_retries: i64,
+    #[serde(default)]
+    fallback_index: i64,
+    #[serde(default)]
+    selected_key_id: Option<String>,
+    #[serde(default)]
+    selected_key_name: Option<String>,
+    #[serde(default)]
+    virtual_key_id: Option<String>,
+    #[serde(default)]
+    virtual_key_name: Option<String>,
+    #[serde(default)]
+    routing_engines_used: Vec<String>,
+    #[serde(default)]
+    routing_rule_id: Option<String>,
+    #[serde(default)]
+    routing_rule_name: Option<String>,
+    #[serde(default)]
+    latency: Option<f64>,
+    #[serde(default)]
+    token_usage: Option<TokenUsage>,
+    #[serde(default)]
+    cost: Option<f64>,
+    status: LogStatus,
+    #[serde(default)]
+    error_details: Option<Value>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    metadata: BTreeMap<String, Value>,
+    #[serde(default)]
+    is_large_payload_request: bool,
+    #[serde(default)]
+    is_large_payload_response: bool,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    input_history: Option<Value>,
+    #[serde(default)]
+    responses_input_history: Option<Value>,
+    #[serde(default)]
+    output_message: Option<Value>,
+    #[serde(default)]
+    responses_output: Option<Value>,
+    #[serde(default)]
+    embedding_output: Option<Value>,
+    #[serde(default)]
+    rerank_output: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    speech_input: Option<Value>,
+    #[serde(default)]
+    transcription_input: Option<Value>,
+    #[serde(default)]
+    image_generation_input: Option<Value>,
+    #[serde(default)]
+    speech_output: Option<Value>,
+    #[serde(default)]
+    transcription_output: Option<Value>,
+    #[serde(default)]
+    image_generation_output: Option<Value>,
+    #[serde(default)]
+    list_models_output: Option<Value>,
+    #[serde(default)]
+    cache_debug: Option<Value>,
+    #[serde(default)]
+    raw_request: Option<Value>,
+    #[serde(default)]
+    raw_response: Option<Value>,
+}
+
+impl From<LogWire> for Log {
+    fn from(w: LogWire) -> Log {
+        Log {
+            id: w.id,
+            parent_request_id: w.parent_request_id,
+            timestamp: w.timestamp,
+            object: w.object,
+            provider: w.provider,
+            model: w.model,
+            number_of_retries: w.number_of_retries,
+            fallback_index: w.fallback_index,
+            selected_key_id: w.selected_key_id,
+            selected_key_name: w.selected_key_name,
+            virtual_key_id: w.virtual_key_id,
+            virtual_key_name: w.virtual_key_name,
+            routing_engines_used: w.routing_engines_used,
+            routing_rule_id: w.routing_rule_id,
+            routing_rule_name: w.routing_rule_name,
+            latency: w.latency,
+            token_usage: w.token_usage,
+            cost: w.cost,
+            status: w.status,
+            error_details: w.error_details,
+            stream: w.stream,
+            metadata: w.metadata,
+            is_large_payload_request: w.is_large_payload_request,
+            is_large_payload_response: w.is_large_payload_response,
+            created_at: w.created_at,
+            content: Content {
+                input_history: w.input_history,
+                responses_input_history: w.responses_input_history,
+                output_message: w.output_message,
+                responses_output: w.responses_output,
+                embedding_output: w.embedding_output,
+                rerank_output: w.rerank_output,
+                params: w.params,
+                tools: w.tools,
+                tool_calls: w.tool_calls,
+                speech_input: w.speech_input,
+                transcription_input: w.transcription_input,
+                image_generation_input: w.image_generation_input,
+                speech_output: w.speech_output,
+                transcription_output: w.transcription_output,
+                image_generation_output: w.image_generation_output,
+                list_models_output: w.list_models_output,
+                cache_debug: w.cache_debug,
+                raw_request: w.raw_request,
+                raw_response: w.raw_response,
+            },
+        }
+    }
 }
 
 /// The most a log id, provider, model or key field may hold (Bifrost's `varchar(255)`).
@@ -375,17 +528,19 @@ impl Log {
 
     /// The log as a list page shows it: no content but the last input message.
     pub fn summary(&self) -> Log {
-        let last_input = match &self.content.input_history {
+        self.clone().as_summary(Log::clone)
+    }
+
+    /// Runs `f` on the log as [`Log::summary`] shows it, without copying the content.
+    pub(crate) fn as_summary<R>(&mut self, f: impl FnOnce(&Log) -> R) -> R {
+        let content = std::mem::take(&mut self.content);
+        self.content.input_history = match &content.input_history {
             Some(Value::Array(messages)) => messages.last().map(|m| Value::Array(vec![m.clone()])),
             _ => None,
         };
-        Log {
-            content: Content {
-                input_history: last_input,
-                ..Content::default()
-            },
-            ..self.clone()
-        }
+        let result = f(self);
+        self.content = content;
+        result
     }
 
     /// Drops content (content logging off).
@@ -400,6 +555,10 @@ impl Log {
         let mut response = false;
         for (name, field) in self.content.fields_mut() {
             let Some(value) = field else { continue };
+            // The estimate is never below the JSON's length, so most fields skip serializing.
+            if json_size_bound(value) <= max_bytes {
+                continue;
+            }
             let text = value.to_string();
             if text.len() <= max_bytes {
                 continue;
@@ -423,8 +582,7 @@ impl Log {
     /// lower-cased, at most `max_bytes`.
     pub fn content_summary(&self, max_bytes: usize) -> String {
         let mut out = String::new();
-        let mut content = self.content.clone();
-        for (name, field) in content.fields_mut() {
+        for (name, field) in self.content.fields() {
             if matches!(name, "raw_request" | "raw_response" | "embedding_output") {
                 continue;
             }
@@ -436,6 +594,23 @@ impl Log {
             collect_text(error, false, &mut out, max_bytes);
         }
         out.to_lowercase()
+    }
+}
+
+/// A bound on the length of `value`'s JSON that is cheap to take (escapes counted at their
+/// longest, numbers at 24 bytes).
+pub(crate) fn json_size_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => s.len() * 6 + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size_bound(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() * 6 + 4 + json_size_bound(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -666,6 +841,26 @@ mod tests {
             .apply_to(&chat())
             .unwrap_err();
         assert!(e.to_string().contains("update"), "{e}");
+    }
+
+    #[test]
+    fn the_size_bound_is_never_below_the_json_length() {
+        let values = [
+            json!({"a": "x\n\"y\u{1}", "b": [1.5e300, -7, null, true], "é": {"k": "漢字"}}),
+            serde_json::to_value(chat()).unwrap(),
+            json!("\u{0}".repeat(50)),
+        ];
+        for v in values {
+            assert!(json_size_bound(&v) >= v.to_string().len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_log_deserializes_from_its_flat_json_with_content_inline() {
+        let log = chat();
+        let text = serde_json::to_string(&log).unwrap();
+        assert!(text.contains("\"output_message\":"), "{text}");
+        assert_eq!(serde_json::from_str::<Log>(&text).unwrap(), log);
     }
 
     #[test]

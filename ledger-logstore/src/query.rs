@@ -10,6 +10,7 @@ use crate::db::{Cell, Db, Kind, Sql, Tx};
 use crate::error::{Error, Result};
 use crate::filter::{Order, Pagination, SearchFilters, SortBy, micros};
 use crate::model::Log;
+use crate::readmodel::decode;
 
 /// A page of a search, as Bifrost's `/api/logs` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub struct SearchStats {
 }
 
 pub(crate) async fn find(db: &Db, id: &str) -> Result<Log> {
-    let mut sql = Sql::new("SELECT body FROM logstore_logs WHERE id = ");
+    let mut sql = Sql::new("SELECT body FROM logstore_bodies WHERE id = ");
     sql.bind(id);
     let body = db
         .fetch(&sql, &[Kind::Text])
@@ -65,15 +66,6 @@ pub(crate) async fn find(db: &Db, id: &str) -> Result<Log> {
         .and_then(Cell::text)
         .ok_or_else(|| Error::NotFound(id.to_owned()))?;
     decode(&body)
-}
-
-fn decode(json: &str) -> Result<Log> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::Store(ledger_core::Error::backend(
-            ledger_core::BackendErrorKind::Corrupt,
-            std::io::Error::other(format!("a stored log does not decode: {e}")),
-        ))
-    })
 }
 
 /// How many logs match `filters`.
@@ -89,24 +81,40 @@ pub(crate) async fn search(
 ) -> Result<SearchResult> {
     filters.validate()?;
     page.validate()?;
-    let mut select = Sql::new("SELECT summary FROM logstore_logs");
+    let mut select = Sql::new("SELECT id FROM logstore_logs");
     filters.push_where(&mut select, &[]);
     page.push_order(&mut select);
     // One snapshot: the count always agrees with the pages.
     let mut tx = db.snapshot().await?;
     let total = count(&mut tx, filters).await?;
-    let rows = tx.fetch(&select, &[Kind::Text]).await?;
-    let has_logs = if rows.is_empty() {
+    // The page's ids from the narrow table, then their summaries by key.
+    let ids: Vec<String> = tx
+        .fetch(&select, &[Kind::Text])
+        .await?
+        .into_iter()
+        .filter_map(|mut r| r.pop().and_then(Cell::text))
+        .collect();
+    let mut summaries = BTreeMap::new();
+    if !ids.is_empty() {
+        let mut sql = Sql::new("SELECT id, summary FROM logstore_bodies WHERE id IN ");
+        sql.bind_list(ids.iter().map(String::as_str));
+        for row in tx.fetch(&sql, &[Kind::Text, Kind::Text]).await? {
+            let mut cells = row.into_iter();
+            let id = cells.next().and_then(Cell::text).unwrap_or_default();
+            summaries.insert(id, cells.next().and_then(Cell::text).unwrap_or_default());
+        }
+    }
+    let has_logs = if ids.is_empty() {
         let any = Sql::new("SELECT id FROM logstore_logs LIMIT 1");
         !tx.fetch(&any, &[Kind::Text]).await?.is_empty()
     } else {
         true
     };
     tx.commit().await?;
-    let logs = rows
-        .into_iter()
-        .filter_map(|mut r| r.pop().and_then(Cell::text))
-        .map(|json| decode(&json))
+    let logs = ids
+        .iter()
+        .filter_map(|id| summaries.get(id))
+        .map(|json| decode(json))
         .collect::<Result<Vec<_>>>()?;
     Ok(SearchResult {
         logs,

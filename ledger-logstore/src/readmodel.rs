@@ -10,14 +10,16 @@ use ledger_core::{Checkpoint, FeedRecord, Mutation};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate;
-use crate::db::{Cell, Db, Dialect, Kind, Param, SCHEMA, Sql, Tx};
+use crate::db::{Cell, Db, Dialect, Kind, Param, Sql, Tx, schema};
 use crate::error::Result;
 use crate::filter::micros;
 use crate::model::{Log, LogUpdate};
 
 /// What the log store writes to its ledger stream: every accepted change, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Externally tagged: deserializes without buffering (an internal tag would make serde buffer
+// every event before it knows the variant).
+#[serde(rename_all = "snake_case")]
 pub(crate) enum LogEvent {
     /// A new log.
     Create { log: Box<Log> },
@@ -40,8 +42,8 @@ const INSERT_ROWS: usize = 400;
 
 /// Creates the read model's tables if missing.
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
-    for statement in SCHEMA {
-        db.execute(&Sql::new(*statement)).await?;
+    for statement in schema(db.dialect()) {
+        db.execute(&Sql::new(statement)).await?;
     }
     let mut init = Sql::new("INSERT INTO logstore_checkpoint (name, position) VALUES (");
     init.bind(CHECKPOINT)
@@ -91,7 +93,7 @@ async fn save_checkpoint(tx: &mut Tx, position: u64) -> Result<()> {
 /// Applies the log events in `records` (the ledger stream's appends) and moves the checkpoint
 /// past them, in one transaction. Records at or before the checkpoint (another process applied
 /// them first) are skipped, so each is applied exactly once.
-pub(crate) async fn apply(db: &Db, records: &[FeedRecord]) -> Result<()> {
+pub(crate) async fn apply(db: &Db, records: Vec<FeedRecord>) -> Result<()> {
     let Some(last) = records.last().map(|r| r.position) else {
         return Ok(());
     };
@@ -110,12 +112,12 @@ pub(crate) async fn apply(db: &Db, records: &[FeedRecord]) -> Result<()> {
         return Ok(());
     }
     let mut creates: Vec<(Log, i64)> = Vec::new();
-    for record in records.iter().filter(|r| r.position > done) {
-        let Mutation::Append { entries, .. } = &record.mutation else {
+    for record in records.into_iter().filter(|r| r.position > done) {
+        let Mutation::Append { entries, .. } = record.mutation else {
             continue;
         };
         for entry in entries {
-            let event: LogEvent = match serde_json::from_value(entry.payload.clone()) {
+            let event: LogEvent = match serde_json::from_value(entry.payload) {
                 Ok(event) => event,
                 Err(e) => {
                     tracing::error!(entry = %entry.id, error = %e, "not a log event; skipped");
@@ -141,7 +143,7 @@ pub(crate) async fn apply(db: &Db, records: &[FeedRecord]) -> Result<()> {
 const COLUMNS: &str = "id, parent_request_id, ts, object_type, provider, model, status, \
     selected_key_id, selected_key_name, virtual_key_id, virtual_key_name, routing_rule_id, \
     routing_rule_name, routing_engines, latency, cost, prompt_tokens, completion_tokens, \
-    total_tokens, cached_read_tokens, stream, content_summary, summary, body, created_at, entry_id";
+    total_tokens, cached_read_tokens, stream, created_at, entry_id";
 
 fn row(log: &Log, entry_id: i64) -> Vec<Param> {
     let [prompt, completion, total, cached] = log.tokens();
@@ -169,9 +171,6 @@ fn row(log: &Log, entry_id: i64) -> Vec<Param> {
         total.into(),
         cached.into(),
         i64::from(log.stream).into(),
-        log.content_summary(CONTENT_SUMMARY_BYTES).into(),
-        ledger_sql::json_text(&log.summary()).into(),
-        ledger_sql::json_text(log).into(),
         log.created_at.map_or(0, micros).into(),
         entry_id.into(),
     ]
@@ -188,26 +187,48 @@ fn metadata_values(log: &Log) -> impl Iterator<Item = (&str, String)> {
     })
 }
 
-async fn insert_logs(tx: &mut Tx, logs: Vec<(Log, i64)>) -> Result<()> {
+async fn insert_logs(tx: &mut Tx, mut logs: Vec<(Log, i64)>) -> Result<()> {
     if logs.is_empty() {
         return Ok(());
     }
-    for chunk in logs.chunks(INSERT_ROWS) {
+    for chunk in logs.chunks_mut(INSERT_ROWS) {
         let mut sql = Sql::new(format!("INSERT INTO logstore_logs ({COLUMNS}) VALUES "));
-        for (i, (log, entry_id)) in chunk.iter().enumerate() {
+        for (i, (log, entry_id)) in chunk.iter_mut().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
             sql.bind_list(row(log, *entry_id));
         }
         sql.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let mut bodies =
+            Sql::new("INSERT INTO logstore_bodies (id, content_summary, summary, body) VALUES ");
+        for (i, (log, _)) in chunk.iter_mut().enumerate() {
+            if i > 0 {
+                bodies.push(", ");
+            }
+            bodies.bind_list([
+                Param::from(log.id.as_str()),
+                log.content_summary(CONTENT_SUMMARY_BYTES).into(),
+                log.as_summary(ledger_sql::json_text).into(),
+                ledger_sql::json_text(log).into(),
+            ]);
+        }
+        bodies.push(" ON CONFLICT (id) DO NOTHING");
+        tx.execute(&bodies).await?;
         let inserted: Vec<String> = tx
             .fetch(&sql, &[Kind::Text])
             .await?
             .into_iter()
             .filter_map(|mut r| r.pop().and_then(Cell::text))
             .collect();
-        aggregate::count_logs(tx, &inserted, 1).await?;
+        // Only the logs inserted now count (an id already present was counted before).
+        let inserted: std::collections::BTreeSet<&str> =
+            inserted.iter().map(String::as_str).collect();
+        let counted = chunk
+            .iter()
+            .map(|(log, _)| log)
+            .filter(|l| inserted.contains(l.id.as_str()));
+        aggregate::count_logs(tx, counted, 1).await?;
         let metadata: Vec<(&str, &str, String)> = chunk
             .iter()
             .flat_map(|(log, _)| metadata_values(log).map(|(k, v)| (log.id.as_str(), k, v)))
@@ -291,7 +312,10 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
     match event {
         LogEvent::Create { .. } => unreachable!("creates are batched by apply"),
         LogEvent::Update { id, changes } => {
-            let mut find = Sql::new("SELECT body, entry_id FROM logstore_logs WHERE id = ");
+            let mut find = Sql::new(
+                "SELECT b.body, l.entry_id FROM logstore_logs l \
+                 JOIN logstore_bodies b ON b.id = l.id WHERE l.id = ",
+            );
             find.bind(id.as_str());
             let Some(found) = tx.fetch(&find, &[Kind::Text, Kind::Int]).await?.pop() else {
                 // Deleted (or expired) before the change arrived: nothing to change.
@@ -329,14 +353,36 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
     }
 }
 
+/// A stored log from its `body`.
+pub(crate) fn decode(body: &str) -> Result<Log> {
+    serde_json::from_str(body).map_err(|e| {
+        crate::error::Error::Store(ledger_core::Error::backend(
+            ledger_core::BackendErrorKind::Corrupt,
+            std::io::Error::other(format!("a stored log does not decode: {e}")),
+        ))
+    })
+}
+
 /// Deletes logs (and their metadata) by id; returns how many logs were deleted.
 pub(crate) async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<u64> {
     let mut deleted = 0;
     for chunk in ids.chunks(INSERT_ROWS) {
-        aggregate::count_logs(tx, chunk, -1).await?;
+        let mut bodies = Sql::new("SELECT body FROM logstore_bodies WHERE id IN ");
+        bodies.bind_list(chunk.iter().map(String::as_str));
+        let logs = tx
+            .fetch(&bodies, &[Kind::Text])
+            .await?
+            .into_iter()
+            .filter_map(|mut r| r.pop().and_then(Cell::text))
+            .map(|body| decode(&body))
+            .collect::<Result<Vec<Log>>>()?;
+        aggregate::count_logs(tx, &logs, -1).await?;
         let mut metadata = Sql::new("DELETE FROM logstore_metadata WHERE log_id IN ");
         metadata.bind_list(chunk.iter().map(String::as_str));
         tx.execute(&metadata).await?;
+        let mut bodies = Sql::new("DELETE FROM logstore_bodies WHERE id IN ");
+        bodies.bind_list(chunk.iter().map(String::as_str));
+        tx.execute(&bodies).await?;
         let mut logs = Sql::new("DELETE FROM logstore_logs WHERE id IN ");
         logs.bind_list(chunk.iter().map(String::as_str));
         deleted += tx.execute(&logs).await?;

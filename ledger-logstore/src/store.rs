@@ -157,7 +157,7 @@ impl LogStore {
             .run_once(|records| {
                 let db = self.inner.db.clone();
                 async move {
-                    readmodel::apply(&db, &records)
+                    readmodel::apply(&db, records)
                         .await
                         .map_err(ledger_core::Error::from)
                 }
@@ -197,7 +197,7 @@ impl LogStore {
                                 return Ok(());
                             };
                             let _one = inner.projecting.lock().await;
-                            readmodel::apply(&inner.db, &records)
+                            readmodel::apply(&inner.db, records)
                                 .await
                                 .map_err(ledger_core::Error::from)
                         }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ledger_core::AppendInput;
-use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -29,7 +28,7 @@ pub struct WriterOptions {
     pub capacity: usize,
     /// Most logs per batch (default 1000).
     pub max_batch: usize,
-    /// Most bytes per batch, estimated from the logs' JSON (default 64 MiB).
+    /// Most bytes per batch, by a bound on the logs' JSON length (default 64 MiB).
     pub max_batch_bytes: usize,
     /// Longest a log waits for its batch to fill (default 20 ms).
     pub max_delay: Duration,
@@ -112,7 +111,7 @@ impl LogWriter {
     /// as configured.
     pub async fn write(&self, log: Log) -> Result<Accepted> {
         let input = self.store.create_input(log, Utc::now())?;
-        let bytes = approx_bytes(&input.payload);
+        let bytes = crate::model::json_size_bound(&input.payload);
         let (done, receipt) = oneshot::channel();
         let job = Job::Append { input, bytes, done };
         match self.when_full {
@@ -150,21 +149,6 @@ impl LogWriter {
             Err(Error::Closed) => Ok(()),
             other => other,
         }
-    }
-}
-
-/// A cheap estimate of a value's JSON size (strings dominate).
-fn approx_bytes(value: &Value) -> usize {
-    match value {
-        Value::String(s) => s.len() + 2,
-        Value::Array(items) => 2 + items.iter().map(approx_bytes).sum::<usize>(),
-        Value::Object(map) => {
-            2 + map
-                .iter()
-                .map(|(k, v)| k.len() + 4 + approx_bytes(v))
-                .sum::<usize>()
-        }
-        _ => 8,
     }
 }
 
@@ -257,18 +241,5 @@ async fn write_batch(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_size_estimate_grows_with_the_strings() {
-        let small = approx_bytes(&json!({"a": "x"}));
-        let big = approx_bytes(&json!({"a": "x".repeat(1000)}));
-        assert!(big >= small + 999, "{small} {big}");
     }
 }
