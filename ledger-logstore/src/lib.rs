@@ -1,11 +1,16 @@
 //! `ledger-logstore`: an LLM request-log store with the operations and HTTP API of Bifrost's log
 //! store, built on the ledger so that nothing accepted is lost.
 //!
-//! Every accepted write (a log, a change to one, a deletion) is first an entry of one ledger
-//! stream; a query-optimised read model (tables and indexes for the searches, stats and
-//! histograms) follows the ledger's change feed, committing its checkpoint with each applied
-//! batch, so after a crash it catches up with nothing missing or doubled. A [`LogWriter`] in
-//! front batches writes by count, bytes and time, with backpressure or counted drops.
+//! Every accepted write (a log, a change to one, a deletion, a retention sweep) is first an
+//! entry of one ledger stream; a query-optimised read model follows the ledger's change feed,
+//! committing its checkpoint with each applied batch, so after a crash it catches up with
+//! nothing missing or doubled, and a read model rebuilt from the ledger equals the live one.
+//! The read model keeps narrow rows for filtering and sorting (content, summaries and search
+//! text in a table of their own, read by key), sort indexes with the id as tie-breaker (pages
+//! never overlap), and exact hourly roll-ups updated in the same transactions, so stats and
+//! histograms read whole hours from the roll-up and only the range's edges from the logs: the
+//! total count always agrees with the pages. A [`LogWriter`] in front batches writes by count,
+//! bytes and time, with backpressure or counted drops.
 //!
 //! ```
 //! use chrono::Utc;
