@@ -109,7 +109,7 @@ pub use store::Store;
 pub use stream::{ReadOnlyStream, Stream};
 pub use subscribe::{SubscribeOptions, subscribe_feed, subscribe_stream};
 pub use upcast::{FieldMapper, UpcastFn, Upcaster, UpcasterChain, upcaster};
-pub use validate::MAX_PAYLOAD_DEPTH;
+pub use validate::{MAX_PAYLOAD_DEPTH, validate_append};
 
 impl AsRef<Store> for Store {
     fn as_ref(&self) -> &Store {

@@ -502,16 +502,25 @@ async fn ingest(State(api): State<Arc<Api>>, bytes: axum::body::Bytes) -> ApiRes
                 .map_err(|e| ApiError::bad(&format!("logs[{i}]"), format!("not a log: {e}")))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let mut receipts = Vec::with_capacity(logs.len());
-    let mut dropped = 0;
-    for (i, log) in logs.into_iter().enumerate() {
-        match api.writer.write(log).await {
-            Ok(Accepted::Queued(receipt)) => receipts.push(receipt),
-            Ok(Accepted::Dropped) => dropped += 1,
+    // Every log is checked before any is queued: a refused request stores nothing.
+    let prepared = logs
+        .into_iter()
+        .enumerate()
+        .map(|(i, log)| match api.writer.prepare(log) {
+            Ok(prepared) => Ok(prepared),
             Err(Error::Invalid { field, reason }) => {
                 let field = format!("logs[{i}].{field}");
-                return Err(ApiError::bad(&field, format!("invalid {field}: {reason}")));
+                Err(ApiError::bad(&field, format!("invalid {field}: {reason}")))
             }
+            Err(e) => Err(ApiError::from_store(e, "Ingest")),
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut receipts = Vec::with_capacity(prepared.len());
+    let mut dropped = 0;
+    for log in prepared {
+        match api.writer.queue(log).await {
+            Ok(Accepted::Queued(receipt)) => receipts.push(receipt),
+            Ok(Accepted::Dropped) => dropped += 1,
             Err(e) => return Err(ApiError::from_store(e, "Ingest")),
         }
     }

@@ -56,7 +56,10 @@ pub use filter::{
     MAX_LIMIT, MAX_METADATA_KEY_BYTES, Order, Pagination, SearchFilters, SortBy,
     validate_metadata_key,
 };
-pub use model::{Content, Log, LogStatus, LogUpdate, MAX_NAME_BYTES, TokenUsage};
+pub use model::{
+    Content, Log, LogStatus, LogUpdate, MAX_COST, MAX_LATENCY_MS, MAX_NAME_BYTES, MAX_TOKENS,
+    TokenUsage,
+};
 pub use query::{
     Bucket, BucketValues, Counts, FILTER_DATA_DAYS, FilterData, Histogram, HistogramKind, KeyPair,
     LatencyStats, MAX_BUCKETS, MAX_FILTER_VALUES, PageInfo, SearchResult, SearchStats, Tokens,
@@ -64,4 +67,4 @@ pub use query::{
 };
 pub use retention::Retention;
 pub use store::{DEFAULT_LEDGER_TABLE, LOG_STREAM, LogStore, LogStoreOptions};
-pub use writer::{Accepted, LogWriter, Receipt, WhenFull, WriterOptions};
+pub use writer::{Accepted, LogWriter, Prepared, Receipt, WhenFull, WriterOptions};

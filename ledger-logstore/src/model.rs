@@ -426,6 +426,25 @@ impl From<LogWire> for Log {
 /// The most a log id, provider, model or key field may hold (Bifrost's `varchar(255)`).
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// The largest latency a log may report, in ms (about 31 years).
+pub const MAX_LATENCY_MS: f64 = 1e12;
+
+/// The largest cost a log may report, in USD.
+pub const MAX_COST: f64 = 1e9;
+
+/// The largest token count a log may report.
+pub const MAX_TOKENS: i64 = 1_000_000_000_000;
+
+fn no_nul(field: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::invalid(
+            field,
+            "contains U+0000 (NUL), which cannot be stored",
+        ));
+    }
+    Ok(())
+}
+
 impl Log {
     /// A log with the fields every log has; the rest empty.
     pub fn new(
@@ -466,8 +485,9 @@ impl Log {
         }
     }
 
-    /// `Ok` if the log can be stored: an id, names within [`MAX_NAME_BYTES`], finite,
-    /// non-negative numbers.
+    /// `Ok` if the log can be stored: an id; names within [`MAX_NAME_BYTES`] and without NUL
+    /// (which databases cannot store as text); latency, cost and token counts non-negative
+    /// and within [`MAX_LATENCY_MS`], [`MAX_COST`] and [`MAX_TOKENS`], so sums never overflow.
     pub fn validate(&self) -> Result<()> {
         if self.id.is_empty() {
             return Err(Error::invalid("id", "a log needs an id"));
@@ -486,29 +506,59 @@ impl Log {
             ("routing_rule_name", self.routing_rule_name.as_ref()),
         ];
         for (field, value) in names {
-            if let Some(value) = value
-                && value.len() > MAX_NAME_BYTES
+            if let Some(value) = value {
+                if value.len() > MAX_NAME_BYTES {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{} bytes, at most {MAX_NAME_BYTES}", value.len()),
+                    ));
+                }
+                no_nul(field, value)?;
+            }
+        }
+        for engine in &self.routing_engines_used {
+            if engine.contains(',') || engine.is_empty() {
+                return Err(Error::invalid(
+                    "routing_engines_used",
+                    format!("{engine:?}: an engine name is not empty and holds no comma"),
+                ));
+            }
+            no_nul("routing_engines_used", engine)?;
+        }
+        for (key, value) in &self.metadata {
+            no_nul("metadata", key)?;
+            if let Value::String(text) = value {
+                no_nul(&format!("metadata.{key}"), text)?;
+            }
+        }
+        let limits = [
+            ("latency", self.latency, MAX_LATENCY_MS),
+            ("cost", self.cost, MAX_COST),
+        ];
+        for (field, value, max) in limits {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=max).contains(&v))
             {
                 return Err(Error::invalid(
                     field,
-                    format!("{} bytes, at most {MAX_NAME_BYTES}", value.len()),
+                    format!("{v} is not a number from 0 to {max}"),
                 ));
             }
         }
-        if let Some(engine) = self.routing_engines_used.iter().find(|e| e.contains(',')) {
-            return Err(Error::invalid(
-                "routing_engines_used",
-                format!("{engine:?}: an engine name holds no comma"),
-            ));
-        }
-        for (field, value) in [("latency", self.latency), ("cost", self.cost)] {
-            if let Some(v) = value
-                && !(v.is_finite() && v >= 0.0)
-            {
-                return Err(Error::invalid(
-                    field,
-                    format!("{v} is not a finite, non-negative number"),
-                ));
+        if let Some(usage) = &self.token_usage {
+            let counts = [
+                ("token_usage.prompt_tokens", usage.prompt_tokens),
+                ("token_usage.completion_tokens", usage.completion_tokens),
+                ("token_usage.total_tokens", usage.total_tokens),
+                ("token_usage.cached_read_tokens", usage.cached_read_tokens()),
+            ];
+            for (field, n) in counts {
+                if !(0..=MAX_TOKENS).contains(&n) {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{n} is not a count from 0 to {MAX_TOKENS}"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -629,7 +679,7 @@ fn collect_text(value: &Value, prose: bool, out: &mut String, max_bytes: usize) 
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(&s[..end]);
+            out.extend(s[..end].chars().filter(|c| *c != '\0'));
         }
         Value::Array(items) => items
             .iter()
@@ -861,6 +911,38 @@ mod tests {
         let text = serde_json::to_string(&log).unwrap();
         assert!(text.contains("\"output_message\":"), "{text}");
         assert_eq!(serde_json::from_str::<Log>(&text).unwrap(), log);
+    }
+
+    #[test]
+    fn nul_and_outsized_numbers_are_refused_by_name() {
+        let mut log = chat();
+        log.provider = "a\0b".into();
+        assert!(log.validate().unwrap_err().to_string().contains("provider"));
+        let mut log = chat();
+        log.metadata.insert("team".into(), json!("x\0"));
+        assert!(
+            log.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.team")
+        );
+        let mut log = chat();
+        log.token_usage = Some(TokenUsage {
+            prompt_tokens: 5_000_000_000_000_000_000,
+            ..TokenUsage::default()
+        });
+        assert!(
+            log.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("prompt_tokens")
+        );
+        let mut log = chat();
+        log.latency = Some(1e308);
+        assert!(log.validate().unwrap_err().to_string().contains("latency"));
+        let mut log = chat();
+        log.content.output_message = Some(json!({"content": "nul\0inside"}));
+        assert!(!log.content_summary(1000).contains('\0'));
     }
 
     #[test]

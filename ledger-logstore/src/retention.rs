@@ -44,15 +44,23 @@ impl LogStore {
             let mut next_sweep = tokio::time::Instant::now();
             loop {
                 let now = Utc::now();
-                let timeout = chrono::Duration::from_std(store.options().processing_timeout)
-                    .unwrap_or(chrono::Duration::MAX);
-                if let Err(e) = store.flush(now - timeout).await {
+                // A timeout or retention too long to subtract from now removes nothing.
+                let stale = chrono::Duration::from_std(store.options().processing_timeout)
+                    .ok()
+                    .and_then(|t| now.checked_sub_signed(t));
+                if let Some(before) = stale
+                    && let Err(e) = store.flush(before).await
+                {
                     tracing::warn!(error = %e, "flushing stale processing logs failed");
                 }
-                if let Some(r) = retention
+                let cutoff = retention.and_then(|r| {
+                    chrono::Duration::try_days(i64::from(r.days))
+                        .and_then(|d| now.checked_sub_signed(d))
+                        .map(|cutoff| (r, cutoff))
+                });
+                if let Some((r, cutoff)) = cutoff
                     && tokio::time::Instant::now() >= next_sweep
                 {
-                    let cutoff = now - chrono::Duration::days(i64::from(r.days));
                     match store.delete_older_than(cutoff, r.batch).await {
                         Ok(n) => tracing::info!(deleted = n, %cutoff, "retention sweep"),
                         Err(e) => tracing::warn!(error = %e, "retention sweep failed"),

@@ -10,6 +10,7 @@ use ledger_core::{
     AppendInput, AppendOutcome, ExpectedVersion, FeedConsumer, MutationKind, Store,
     SubscribeOptions,
 };
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -256,7 +257,12 @@ impl LogStore {
     pub(crate) fn create_input(&self, log: Log, now: DateTime<Utc>) -> Result<AppendInput> {
         let log = self.accept(log, now)?;
         let key = log.id.clone();
-        Ok(event_input(&LogEvent::Create { log: Box::new(log) })?.dedup_key(key))
+        let input = event_input(&LogEvent::Create { log: Box::new(log) })?.dedup_key(key);
+        // What the ledger would refuse (content nested too deep) is refused here, alone, so
+        // it never fails a batch of other logs.
+        ledger_core::validate_append(LOG_STREAM, std::slice::from_ref(&input))
+            .map_err(|e| Error::invalid("log", e))?;
+        Ok(input)
     }
 
     fn create_inputs(&self, logs: Vec<Log>) -> Result<Vec<AppendInput>> {
@@ -302,12 +308,27 @@ impl LogStore {
         changes.validate()?;
         self.catch_up().await?;
         let current = self.find_by_id(id).await?;
-        changes.apply_to(&current)?;
+        // The changed log obeys the same rules as a new one (content off or capped, keys
+        // checked); the event records the fields as those rules left them.
+        let accepted = self.accept(changes.apply_to(&current)?, Utc::now())?;
+        let accepted = serde_json::to_value(&accepted).map_err(|e| Error::invalid("update", e))?;
+        let mut recorded = changes.clone();
+        for (name, value) in recorded.0.iter_mut() {
+            *value = accepted.get(name).cloned().unwrap_or(Value::Null);
+        }
+        for flag in ["is_large_payload_request", "is_large_payload_response"] {
+            if let Some(value) = accepted.get(flag) {
+                recorded.0.insert(flag.to_owned(), value.clone());
+            }
+        }
         let event = LogEvent::Update {
             id: id.to_owned(),
-            changes,
+            changes: recorded,
         };
-        self.append(vec![event_input(&event)?]).await?;
+        let input = event_input(&event)?;
+        ledger_core::validate_append(LOG_STREAM, std::slice::from_ref(&input))
+            .map_err(|e| Error::invalid("update", e))?;
+        self.append(vec![input]).await?;
         self.catch_up().await
     }
 
@@ -317,7 +338,13 @@ impl LogStore {
             return Err(Error::invalid("ids", "No log IDs provided"));
         }
         self.catch_up().await?;
-        let existing = readmodel::existing(&self.inner.db, ids).await?;
+        let distinct: Vec<String> = ids
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let existing = readmodel::existing(&self.inner.db, &distinct).await?;
         let event = LogEvent::Delete { ids: ids.to_vec() };
         self.append(vec![event_input(&event)?]).await?;
         self.catch_up().await?;

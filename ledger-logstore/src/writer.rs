@@ -75,6 +75,10 @@ impl Receipt {
     }
 }
 
+/// A checked log, ready for [`LogWriter::queue`].
+#[derive(Debug)]
+pub struct Prepared(AppendInput);
+
 enum Job {
     Append {
         input: AppendInput,
@@ -110,7 +114,19 @@ impl LogWriter {
     /// Queues a log. A bad log is refused here, naming its field; a full queue waits or drops
     /// as configured.
     pub async fn write(&self, log: Log) -> Result<Accepted> {
-        let input = self.store.create_input(log, Utc::now())?;
+        let prepared = self.prepare(log)?;
+        self.queue(prepared).await
+    }
+
+    /// Checks a log and makes it ready to queue, so that a caller with several can refuse them
+    /// all before queueing any.
+    pub fn prepare(&self, log: Log) -> Result<Prepared> {
+        Ok(Prepared(self.store.create_input(log, Utc::now())?))
+    }
+
+    /// Queues a log made ready by [`LogWriter::prepare`].
+    pub async fn queue(&self, prepared: Prepared) -> Result<Accepted> {
+        let input = prepared.0;
         let bytes = crate::model::json_size_bound(&input.payload);
         let (done, receipt) = oneshot::channel();
         let job = Job::Append { input, bytes, done };
@@ -219,11 +235,14 @@ async fn write_batch(
     }
     let (inputs, receipts): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let mut delay = Duration::from_millis(50);
+    let mut retried = false;
     loop {
         match store.append(inputs.clone()).await {
             Ok(duplicates) => {
+                // After a failure whose outcome was unknown, the batch may have committed: its
+                // logs then read as duplicates of themselves, and are stored.
                 for (done, duplicate) in receipts.into_iter().zip(duplicates) {
-                    let _ = done.send(Ok(!duplicate));
+                    let _ = done.send(Ok(retried || !duplicate));
                 }
                 return;
             }
@@ -231,6 +250,7 @@ async fn write_batch(
                 tracing::warn!(error = %e, logs = inputs.len(), "log batch not written yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
+                retried = true;
             }
             Err(e) => {
                 tracing::error!(error = %e, logs = inputs.len(), "log batch refused");

@@ -274,10 +274,33 @@ on_both!(bad_input_is_a_400_naming_the_field, |backend| {
     );
     let mut bad = serde_json::to_value(chat("neg", 0)).unwrap();
     bad["cost"] = json!(-2.0);
-    let (status, body) = s.ingest(json!([bad])).await;
+    let (status, body) = s.ingest(json!([bad.clone()])).await;
     assert_eq!(
         (status, error_field(&body)),
         (StatusCode::BAD_REQUEST, Some("logs[0].cost")),
+        "{body}"
+    );
+    let good = |id: &str| serde_json::to_value(chat(id, 0)).unwrap();
+    let (status, body) = s.ingest(json!([good("g1"), good("g2"), bad])).await;
+    assert_eq!(
+        (status, error_field(&body)),
+        (StatusCode::BAD_REQUEST, Some("logs[2].cost")),
+        "{body}"
+    );
+    let mut nul = good("nul");
+    nul["provider"] = json!("a\u{0}b");
+    let (status, body) = s.ingest(json!([nul])).await;
+    assert_eq!(
+        (status, error_field(&body)),
+        (StatusCode::BAD_REQUEST, Some("logs[0].provider")),
+        "{body}"
+    );
+    let mut deep = good("deep");
+    deep["output_message"] = (0..120).fold(json!("bottom"), |inner, _| json!([inner]));
+    let (status, body) = s.ingest(json!([good("g3"), deep])).await;
+    assert_eq!(
+        (status, error_field(&body)),
+        (StatusCode::BAD_REQUEST, Some("logs[1].log")),
         "{body}"
     );
     let six: Vec<Value> = (0..6)
