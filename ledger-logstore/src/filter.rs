@@ -54,6 +54,10 @@ pub struct SearchFilters {
     pub metadata_filters: BTreeMap<String, String>,
 }
 
+/// The most values one filter list (or the metadata filters) may hold, so that a query stays
+/// within both databases' limits on bound values.
+pub const MAX_FILTER_LIST: usize = 1000;
+
 /// The most bytes a metadata key may hold.
 pub const MAX_METADATA_KEY_BYTES: usize = 256;
 
@@ -148,6 +152,21 @@ impl SearchFilters {
             if values.iter().any(String::is_empty) {
                 return Err(Error::invalid(name, "an empty value matches nothing"));
             }
+            if values.len() > MAX_FILTER_LIST {
+                return Err(Error::invalid(
+                    name,
+                    format!("{} values, at most {MAX_FILTER_LIST}", values.len()),
+                ));
+            }
+        }
+        if self.metadata_filters.len() > MAX_FILTER_LIST {
+            return Err(Error::invalid(
+                "metadata",
+                format!(
+                    "{} metadata filters, at most {MAX_FILTER_LIST}",
+                    self.metadata_filters.len()
+                ),
+            ));
         }
         Ok(())
     }
@@ -397,6 +416,20 @@ mod tests {
             ..SearchFilters::new()
         };
         assert!(f.validate().unwrap_err().to_string().contains("start_time"));
+    }
+
+    #[test]
+    fn filter_lists_past_the_limit_are_refused_by_name() {
+        let f = SearchFilters {
+            models: (0..=MAX_FILTER_LIST).map(|i| format!("m{i}")).collect(),
+            ..SearchFilters::new()
+        };
+        assert!(f.validate().unwrap_err().to_string().contains("models"));
+        let f = SearchFilters {
+            models: (0..MAX_FILTER_LIST).map(|i| format!("m{i}")).collect(),
+            ..SearchFilters::new()
+        };
+        assert!(f.validate().is_ok());
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use filter::{
-    MAX_LIMIT, MAX_METADATA_KEY_BYTES, Order, Pagination, SearchFilters, SortBy,
+    MAX_FILTER_LIST, MAX_LIMIT, MAX_METADATA_KEY_BYTES, Order, Pagination, SearchFilters, SortBy,
     validate_metadata_key,
 };
 pub use model::{
