@@ -183,6 +183,13 @@ fn rollup_answers(filters: &SearchFilters) -> bool {
         && filters.metadata_filters.is_empty()
 }
 
+/// SQL for the start (seconds since the epoch) of the `bucket_seconds` bucket holding `ts`,
+/// floored for times before the epoch too.
+pub(crate) fn bucket_start(bucket_seconds: i64) -> String {
+    let us = bucket_seconds.saturating_mul(1_000_000);
+    format!("CAST((ts - (((ts % {us}) + {us}) % {us})) / 1000000 AS BIGINT)")
+}
+
 fn at(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us)
         .single()
@@ -249,10 +256,7 @@ pub(crate) async fn aggregate(
         parts.push((Source::Logs, filters.clone()));
     }
     let bucket = match bucket_seconds {
-        Some(b) => {
-            let us = b.saturating_mul(1_000_000);
-            format!("CAST((ts - (((ts % {us}) + {us}) % {us})) / 1000000 AS BIGINT)")
-        }
+        Some(b) => bucket_start(b),
         None => "CAST(0 AS BIGINT)".to_owned(),
     };
     let group_column = group.unwrap_or("''");

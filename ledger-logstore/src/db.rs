@@ -155,6 +155,12 @@ impl Cell {
     }
 }
 
+fn texts(rows: Vec<Vec<Cell>>) -> Vec<String> {
+    rows.into_iter()
+        .filter_map(|mut row| row.pop().and_then(Cell::text))
+        .collect()
+}
+
 /// A read model's connection pool.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
@@ -231,6 +237,11 @@ impl Db {
         }
     }
 
+    /// The values of a query's one text column.
+    pub(crate) async fn fetch_texts(&self, sql: &Sql) -> Result<Vec<String>> {
+        Ok(texts(self.fetch(sql, &[Kind::Text]).await?))
+    }
+
     /// A write transaction; on SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so
     /// two writers queue instead of failing.
     pub(crate) async fn begin(&self) -> Result<Tx> {
@@ -272,6 +283,11 @@ impl Tx {
             Tx::Sqlite(tx) => run!(fetch &mut **tx, sql, Dialect::Sqlite, kinds),
             Tx::Postgres(tx) => run!(fetch &mut **tx, sql, Dialect::Postgres, kinds),
         }
+    }
+
+    /// The values of a query's one text column.
+    pub(crate) async fn fetch_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
+        Ok(texts(self.fetch(sql, &[Kind::Text]).await?))
     }
 
     pub(crate) async fn commit(self) -> Result<()> {

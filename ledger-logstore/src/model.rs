@@ -486,7 +486,7 @@ impl Log {
     }
 
     /// `Ok` if the log can be stored: an id; names within [`MAX_NAME_BYTES`] and without NUL
-    /// (which databases cannot store as text); latency, cost and token counts non-negative
+    /// (which databases cannot store as text); metadata keys as filters can name them; latency, cost and token counts non-negative
     /// and within [`MAX_LATENCY_MS`], [`MAX_COST`] and [`MAX_TOKENS`], so sums never overflow.
     pub fn validate(&self) -> Result<()> {
         if self.id.is_empty() {
@@ -526,7 +526,7 @@ impl Log {
             no_nul("routing_engines_used", engine)?;
         }
         for (key, value) in &self.metadata {
-            no_nul("metadata", key)?;
+            crate::filter::validate_metadata_key(key)?;
             if let Value::String(text) = value {
                 no_nul(&format!("metadata.{key}"), text)?;
             }

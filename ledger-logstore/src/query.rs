@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Figures, aggregate};
+use crate::aggregate::{Figures, aggregate, bucket_start};
 use crate::db::{Cell, Db, Kind, Sql, Tx};
 use crate::error::{Error, Result};
 use crate::filter::{Order, Pagination, SearchFilters, SortBy, micros};
@@ -59,11 +59,9 @@ pub(crate) async fn find(db: &Db, id: &str) -> Result<Log> {
     let mut sql = Sql::new("SELECT body FROM logstore_bodies WHERE id = ");
     sql.bind(id);
     let body = db
-        .fetch(&sql, &[Kind::Text])
+        .fetch_texts(&sql)
         .await?
         .pop()
-        .and_then(|mut r| r.pop())
-        .and_then(Cell::text)
         .ok_or_else(|| Error::NotFound(id.to_owned()))?;
     decode(&body)
 }
@@ -88,12 +86,7 @@ pub(crate) async fn search(
     let mut tx = db.snapshot().await?;
     let total = count(&mut tx, filters).await?;
     // The page's ids from the narrow table, then their summaries by key.
-    let ids: Vec<String> = tx
-        .fetch(&select, &[Kind::Text])
-        .await?
-        .into_iter()
-        .filter_map(|mut r| r.pop().and_then(Cell::text))
-        .collect();
+    let ids = tx.fetch_texts(&select).await?;
     let mut summaries = BTreeMap::new();
     if !ids.is_empty() {
         let mut sql = Sql::new("SELECT id, summary FROM logstore_bodies WHERE id IN ");
@@ -106,7 +99,7 @@ pub(crate) async fn search(
     }
     let has_logs = if ids.is_empty() {
         let any = Sql::new("SELECT id FROM logstore_logs LIMIT 1");
-        !tx.fetch(&any, &[Kind::Text]).await?.is_empty()
+        !tx.fetch_texts(&any).await?.is_empty()
     } else {
         true
     };
@@ -340,12 +333,40 @@ pub fn bucket_for_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>
 
 /// Per bucket and group: what every histogram kind is made from.
 #[derive(Debug, Clone, Default)]
-struct Cell9 {
-    counts: Counts,
-    tokens: Tokens,
-    cost: f64,
-    latency_sum: f64,
+struct GroupFigures {
+    /// Of the finished logs.
+    finished: Figures,
+    /// Successes among them.
+    success: i64,
+    /// Their latencies, sorted (latency histograms only).
     latencies: Vec<f64>,
+}
+
+impl GroupFigures {
+    fn add(&mut self, other: &GroupFigures) {
+        self.finished.add(&other.finished, 1);
+        self.success += other.success;
+        self.latencies.extend_from_slice(&other.latencies);
+    }
+
+    fn counts(&self) -> Counts {
+        let total = self.finished.requests as u64;
+        let success = self.success as u64;
+        Counts {
+            total,
+            success,
+            error: total - success,
+        }
+    }
+
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            prompt_tokens: self.finished.prompt_tokens,
+            completion_tokens: self.finished.completion_tokens,
+            total_tokens: self.finished.total_tokens,
+            cached_read_tokens: self.finished.cached_read_tokens,
+        }
+    }
 }
 
 pub(crate) async fn histogram(
@@ -377,7 +398,6 @@ pub(crate) async fn histogram(
         }
         _ => None,
     };
-    let bucket_us = bucket_seconds.saturating_mul(1_000_000);
     let group = kind.group().unwrap_or("''");
     let mut tx = db.snapshot().await?;
     let figures = aggregate(
@@ -388,28 +408,19 @@ pub(crate) async fn histogram(
         kind.group(),
     )
     .await?;
-    let mut cells: BTreeMap<i64, BTreeMap<String, Cell9>> = BTreeMap::new();
+    let mut cells: BTreeMap<i64, BTreeMap<String, GroupFigures>> = BTreeMap::new();
     for ((bucket, name, status), f) in figures {
         let cell = cells.entry(bucket).or_default().entry(name).or_default();
-        let n = f.requests as u64;
-        cell.counts.total += n;
+        cell.finished.add(&f, 1);
         if status == "success" {
-            cell.counts.success += n;
-        } else {
-            cell.counts.error += n;
+            cell.success += f.requests;
         }
-        cell.tokens.prompt_tokens += f.prompt_tokens;
-        cell.tokens.completion_tokens += f.completion_tokens;
-        cell.tokens.total_tokens += f.total_tokens;
-        cell.tokens.cached_read_tokens += f.cached_read_tokens;
-        cell.cost += f.cost;
-        cell.latency_sum += f.latency_sum;
     }
     if kind.latency() {
         // Percentiles need every latency: loaded sorted, interpolated below.
         let mut sql = Sql::new(format!(
-            "SELECT CAST((ts - (((ts % {bucket_us}) + {bucket_us}) % {bucket_us})) / 1000000 AS BIGINT) AS b, {group}, latency \
-             FROM logstore_logs"
+            "SELECT {} AS b, {group}, latency FROM logstore_logs",
+            bucket_start(bucket_seconds)
         ));
         filters.push_where(&mut sql, &[FINISHED, "latency IS NOT NULL"]);
         sql.push(" ORDER BY latency");
@@ -465,11 +476,11 @@ pub(crate) async fn histogram(
     })
 }
 
-fn latency_stats(cell: &Cell9) -> LatencyStats {
+fn latency_stats(cell: &GroupFigures) -> LatencyStats {
     let n = cell.latencies.len();
     LatencyStats {
         avg_latency: if n > 0 {
-            cell.latency_sum / n as f64
+            cell.finished.latency_sum / n as f64
         } else {
             0.0
         },
@@ -493,48 +504,43 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     }
 }
 
-fn bucket_values(kind: HistogramKind, groups: BTreeMap<String, Cell9>) -> BucketValues {
-    let sum = |groups: &BTreeMap<String, Cell9>| {
-        let mut all = Cell9::default();
-        for cell in groups.values() {
-            all.counts.total += cell.counts.total;
-            all.counts.success += cell.counts.success;
-            all.counts.error += cell.counts.error;
-            all.tokens.prompt_tokens += cell.tokens.prompt_tokens;
-            all.tokens.completion_tokens += cell.tokens.completion_tokens;
-            all.tokens.total_tokens += cell.tokens.total_tokens;
-            all.tokens.cached_read_tokens += cell.tokens.cached_read_tokens;
-            all.cost += cell.cost;
-            all.latency_sum += cell.latency_sum;
-            all.latencies.extend_from_slice(&cell.latencies);
-        }
+fn bucket_values(kind: HistogramKind, groups: BTreeMap<String, GroupFigures>) -> BucketValues {
+    let sum = |groups: &BTreeMap<String, GroupFigures>| {
+        let mut all = GroupFigures::default();
+        groups.values().for_each(|cell| all.add(cell));
         all.latencies.sort_by(f64::total_cmp);
         all
     };
     match kind {
         HistogramKind::Requests => {
-            let all = sum(&groups);
+            let counts = sum(&groups).counts();
             BucketValues::Requests {
-                count: all.counts.total,
-                success: all.counts.success,
-                error: all.counts.error,
+                count: counts.total,
+                success: counts.success,
+                error: counts.error,
             }
         }
-        HistogramKind::Tokens => BucketValues::Tokens(sum(&groups).tokens),
+        HistogramKind::Tokens => BucketValues::Tokens(sum(&groups).tokens()),
         HistogramKind::Latency => BucketValues::Latency(latency_stats(&sum(&groups))),
         HistogramKind::Cost => BucketValues::Cost {
-            total_cost: sum(&groups).cost,
+            total_cost: sum(&groups).finished.cost,
             by_model: costs(&groups),
         },
         HistogramKind::ProviderCost => BucketValues::ProviderCost {
-            total_cost: sum(&groups).cost,
+            total_cost: sum(&groups).finished.cost,
             by_provider: costs(&groups),
         },
         HistogramKind::Models => BucketValues::Models {
-            by_model: groups.iter().map(|(k, c)| (k.clone(), c.counts)).collect(),
+            by_model: groups
+                .iter()
+                .map(|(k, c)| (k.clone(), c.counts()))
+                .collect(),
         },
         HistogramKind::ProviderTokens => BucketValues::ProviderTokens {
-            by_provider: groups.iter().map(|(k, c)| (k.clone(), c.tokens)).collect(),
+            by_provider: groups
+                .iter()
+                .map(|(k, c)| (k.clone(), c.tokens()))
+                .collect(),
         },
         HistogramKind::ProviderLatency => BucketValues::ProviderLatency {
             by_provider: groups
@@ -545,11 +551,11 @@ fn bucket_values(kind: HistogramKind, groups: BTreeMap<String, Cell9>) -> Bucket
     }
 }
 
-fn costs(groups: &BTreeMap<String, Cell9>) -> BTreeMap<String, f64> {
+fn costs(groups: &BTreeMap<String, GroupFigures>) -> BTreeMap<String, f64> {
     groups
         .iter()
-        .filter(|(_, c)| c.cost > 0.0)
-        .map(|(k, c)| (k.clone(), c.cost))
+        .filter(|(_, c)| c.finished.cost > 0.0)
+        .map(|(k, c)| (k.clone(), c.finished.cost))
         .collect()
 }
 

@@ -215,12 +215,7 @@ async fn insert_logs(tx: &mut Tx, mut logs: Vec<(Log, i64)>) -> Result<()> {
         }
         bodies.push(" ON CONFLICT (id) DO NOTHING");
         tx.execute(&bodies).await?;
-        let inserted: Vec<String> = tx
-            .fetch(&sql, &[Kind::Text])
-            .await?
-            .into_iter()
-            .filter_map(|mut r| r.pop().and_then(Cell::text))
-            .collect();
+        let inserted = tx.fetch_texts(&sql).await?;
         // Only the logs inserted now count (an id already present was counted before).
         let inserted: std::collections::BTreeSet<&str> =
             inserted.iter().map(String::as_str).collect();
@@ -324,8 +319,7 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
             let mut cells = found.into_iter();
             let body = cells.next().and_then(Cell::text).unwrap_or_default();
             let entry_id = cells.next().map_or(0, |c| c.int());
-            let current: Log =
-                serde_json::from_str(&body).map_err(|e| crate::error::Error::invalid("body", e))?;
+            let current = decode(&body)?;
             let updated = match changes.apply_to(&current) {
                 Ok(updated) => updated,
                 Err(e) => {
@@ -342,12 +336,7 @@ async fn apply_change(tx: &mut Tx, event: LogEvent) -> Result<()> {
                 "SELECT id FROM logstore_logs WHERE status = 'processing' AND created_at < ",
             );
             select.bind(micros(before));
-            let ids: Vec<String> = tx
-                .fetch(&select, &[Kind::Text])
-                .await?
-                .into_iter()
-                .filter_map(|mut r| r.pop().and_then(Cell::text))
-                .collect();
+            let ids = tx.fetch_texts(&select).await?;
             delete_ids(tx, &ids).await.map(drop)
         }
     }
@@ -370,11 +359,10 @@ pub(crate) async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<u64> {
         let mut bodies = Sql::new("SELECT body FROM logstore_bodies WHERE id IN ");
         bodies.bind_list(chunk.iter().map(String::as_str));
         let logs = tx
-            .fetch(&bodies, &[Kind::Text])
+            .fetch_texts(&bodies)
             .await?
-            .into_iter()
-            .filter_map(|mut r| r.pop().and_then(Cell::text))
-            .map(|body| decode(&body))
+            .iter()
+            .map(|body| decode(body))
             .collect::<Result<Vec<Log>>>()?;
         aggregate::count_logs(tx, &logs, -1).await?;
         let mut metadata = Sql::new("DELETE FROM logstore_metadata WHERE log_id IN ");
@@ -420,7 +408,7 @@ pub(crate) async fn stale_processing(tx: &mut Tx, before: DateTime<Utc>) -> Resu
     let mut sql =
         Sql::new("SELECT id FROM logstore_logs WHERE status = 'processing' AND created_at < ");
     sql.bind(micros(before)).push(" LIMIT 1");
-    Ok(!tx.fetch(&sql, &[Kind::Text]).await?.is_empty())
+    Ok(!tx.fetch_texts(&sql).await?.is_empty())
 }
 
 /// The ids and ledger entries of up to `limit` logs accepted before `cutoff`.

@@ -220,9 +220,6 @@ impl LogStore {
     /// configured.
     fn accept(&self, mut log: Log, now: DateTime<Utc>) -> Result<Log> {
         log.validate()?;
-        for key in log.metadata.keys() {
-            crate::filter::validate_metadata_key(key)?;
-        }
         if log.created_at.is_none() {
             log.created_at = Some(now);
         }

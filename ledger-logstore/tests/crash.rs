@@ -117,19 +117,21 @@ async fn acknowledged_logs_survive_sigkill(backend: Backend) {
     }
     let (_child, address) = start(&db).await;
     let http = reqwest::Client::new();
+    let get = async |path: String| -> Value {
+        let response = http
+            .get(format!("http://{address}{path}"))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    };
     let acked = acked.lock().unwrap().clone();
     let mut present = BTreeSet::new();
     for offset in (0..).step_by(1000) {
-        let page: Value = http
-            .get(format!(
-                "http://{address}/api/logs?limit=1000&offset={offset}&sort_by=timestamp"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get(format!(
+            "/api/logs?limit=1000&offset={offset}&sort_by=timestamp"
+        ))
+        .await;
         let logs = page["logs"].as_array().unwrap();
         present.extend(logs.iter().map(|l| l["id"].as_str().unwrap().to_owned()));
         if logs.len() < 1000 {
@@ -149,14 +151,7 @@ async fn acknowledged_logs_survive_sigkill(backend: Backend) {
         &missing[..missing.len().min(5)]
     );
     assert!(acked.len() >= 4 * 200, "{} logs acknowledged", acked.len());
-    let stats: Value = http
-        .get(format!("http://{address}/api/logs/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get("/api/logs/stats".to_owned()).await;
     assert_eq!(stats["total_requests"], json!(present.len()));
 }
 
