@@ -174,21 +174,88 @@ impl FeedConsumer {
     /// Handles every record after the checkpoint that has committed by now, then returns the
     /// position reached (`None` if the feed was empty and nothing was ever handled): for
     /// tests, one-shot backfills and catch-up before serving.
-    pub async fn run_once<F, Fut>(&self, mut handle: F) -> Result<Option<u64>>
+    pub async fn run_once<F, Fut>(&self, handle: F) -> Result<Option<u64>>
+    where
+        F: FnMut(Vec<FeedRecord>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        self.run_to(None, handle).await
+    }
+
+    /// Handles the records after the checkpoint up to position `until` (inclusive), then
+    /// returns the position reached: for consumers that must stay behind another, such as the
+    /// later stages of an ordered pipeline, each one going only as far as the stage before it.
+    pub async fn run_until<F, Fut>(&self, until: u64, handle: F) -> Result<Option<u64>>
+    where
+        F: FnMut(Vec<FeedRecord>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        self.run_to(Some(until), handle).await
+    }
+
+    async fn run_to<F, Fut>(&self, until: Option<u64>, mut handle: F) -> Result<Option<u64>>
     where
         F: FnMut(Vec<FeedRecord>) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
         let mut after = self.checkpoint.load().await?;
         loop {
-            let page = self.store.read_feed(after, self.options.batch).await?;
+            if until.is_some_and(|until| after.is_some_and(|after| after >= until)) {
+                return Ok(after);
+            }
+            let mut page = self.store.read_feed(after, self.options.batch).await?;
             let full = page.len() == self.options.batch as usize;
+            let cut = until.map(|until| page.iter().position(|r| r.position > until));
+            if let Some(Some(at)) = cut {
+                page.truncate(at);
+            }
             if let Some(last) = self.consume(page, &mut handle).await? {
                 after = Some(last);
             }
-            if !full {
+            if !full || matches!(cut, Some(Some(_))) {
                 return Ok(after);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AppendInput, ExpectedVersion, MemoryStore};
+
+    #[tokio::test]
+    async fn run_until_stops_at_the_bound_and_resumes_after_it() {
+        let store = MemoryStore::new();
+        for n in 0..5 {
+            let entry = AppendInput::new(serde_json::json!({ "n": n }));
+            store
+                .append_one("s", entry, ExpectedVersion::Any)
+                .await
+                .unwrap();
+        }
+        let consumer = FeedConsumer::new(&store, "stage")
+            .unwrap()
+            .options(SubscribeOptions::new().batch(2));
+        let mut seen = Vec::new();
+        let reached = consumer
+            .run_until(3, |records| {
+                seen.extend(records.iter().map(|r| r.position));
+                async { Ok(()) }
+            })
+            .await
+            .unwrap();
+        assert_eq!((reached, seen.clone()), (Some(3), vec![1, 2, 3]));
+        // At the bound already: nothing more is handed over.
+        let again = consumer.run_until(3, |_| async { panic!("past the bound") });
+        assert_eq!(again.await.unwrap(), Some(3));
+        let reached = consumer
+            .run_once(|records| {
+                seen.extend(records.iter().map(|r| r.position));
+                async { Ok(()) }
+            })
+            .await
+            .unwrap();
+        assert_eq!((reached, seen), (Some(5), vec![1, 2, 3, 4, 5]));
     }
 }

@@ -36,12 +36,6 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Error {
-        Error::Store(ledger_sql::backend_err(e))
-    }
-}
-
 impl From<Error> for ledger_core::Error {
     /// For handlers the ledger calls (a feed consumer's): storage errors pass through, so
     /// their kind (transient or not) is kept.

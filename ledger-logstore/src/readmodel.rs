@@ -136,7 +136,7 @@ pub(crate) async fn apply(db: &Db, records: Vec<FeedRecord>) -> Result<()> {
     }
     insert_logs(&mut tx, creates).await?;
     save_checkpoint(&mut tx, last).await?;
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// The columns of `logstore_logs`, in insert order.

@@ -95,31 +95,12 @@ impl LogStore {
     /// `sqlite::memory:`, or `postgres://…`. Creates the tables if missing and brings the read
     /// model up to date before returning.
     pub async fn open(url: &str, options: LogStoreOptions) -> Result<LogStore> {
-        let (ledger, db) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let builder = ledger_sqlite::SqliteStore::builder()
-                .table(&options.ledger_table)
-                .change_feed(true);
-            let store = match rest.strip_prefix("//").unwrap_or(rest) {
-                ":memory:" => builder.open_in_memory().await?,
-                "" => return Err(Error::invalid("url", format!("{url:?} names no file"))),
-                path => builder.open(path).await?,
-            };
-            let db = Db::Sqlite(store.pool().clone());
-            (Store::from(store), db)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = ledger_postgres::PostgresStore::builder()
-                .table(&options.ledger_table)
-                .change_feed(true)
-                .connect(url)
-                .await?;
-            let db = Db::Postgres(store.pool().clone());
-            (Store::from(store), db)
-        } else {
-            return Err(Error::invalid(
-                "url",
-                format!("{url:?}: expected sqlite:PATH, sqlite::memory: or postgres://…"),
-            ));
-        };
+        let (ledger, db) = ledger_readmodel::open(url, &options.ledger_table)
+            .await
+            .map_err(|e| match e {
+                ledger_core::Error::InvalidArgument(reason) => Error::invalid("url", reason),
+                other => Error::Store(other),
+            })?;
         readmodel::migrate(&db).await?;
         let store = LogStore {
             inner: Arc::new(Inner {
