@@ -88,8 +88,4 @@ const SCHEMA: &[&str] = &[
         cost DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (ts, provider, model, status, object_type)
     )",
-    "CREATE TABLE IF NOT EXISTS logstore_checkpoint (
-        name TEXT PRIMARY KEY,
-        position BIGINT NOT NULL
-    )",
 ];

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ledger_core::{Checkpoint, FeedRecord, Mutation};
+use ledger_core::{FeedRecord, Mutation};
+use ledger_readmodel::TableCheckpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate;
-use crate::db::{Cell, Db, Dialect, Kind, Param, Sql, Tx, schema};
+use crate::db::{Cell, Db, Kind, Param, Sql, Tx, schema};
 use crate::error::Result;
 use crate::filter::micros;
 use crate::model::{Log, LogUpdate};
@@ -45,49 +45,18 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
     for statement in schema(db.dialect()) {
         db.execute(&Sql::new(statement)).await?;
     }
-    let mut init = Sql::new("INSERT INTO logstore_checkpoint (name, position) VALUES (");
-    init.bind(CHECKPOINT)
-        .push(", 0) ON CONFLICT (name) DO NOTHING");
-    db.execute(&init).await?;
+    checkpoint(db)?.migrate().await?;
     Ok(())
 }
 
-/// The read model's checkpoint, for the [`ledger_core::FeedConsumer`] that feeds it. The
-/// authoritative copy moves inside [`apply`]'s transaction; `save` only moves it further past
-/// records the consumer filtered out.
-pub(crate) struct ReadModelCheckpoint(pub(crate) Db);
-
-#[async_trait]
-impl Checkpoint for ReadModelCheckpoint {
-    async fn load(&self) -> ledger_core::Result<Option<u64>> {
-        let mut sql = Sql::new("SELECT position FROM logstore_checkpoint WHERE name = ");
-        sql.bind(CHECKPOINT);
-        let rows = self
-            .0
-            .fetch(&sql, &[Kind::Int])
-            .await
-            .map_err(ledger_core::Error::from)?;
-        Ok(rows.first().map(|r| r[0].int() as u64).filter(|&p| p > 0))
-    }
-
-    async fn save(&self, position: u64) -> ledger_core::Result<()> {
-        let mut tx = self.0.begin().await.map_err(ledger_core::Error::from)?;
-        save_checkpoint(&mut tx, position)
-            .await
-            .map_err(ledger_core::Error::from)?;
-        tx.commit().await.map_err(ledger_core::Error::from)
-    }
-}
-
-async fn save_checkpoint(tx: &mut Tx, position: u64) -> Result<()> {
-    let mut sql = Sql::new("UPDATE logstore_checkpoint SET position = ");
-    sql.bind(position as i64)
-        .push(" WHERE name = ")
-        .bind(CHECKPOINT)
-        .push(" AND position < ")
-        .bind(position as i64);
-    tx.execute(&sql).await?;
-    Ok(())
+/// The read model's checkpoint, for the [`ledger_core::FeedConsumer`] that feeds it; it moves
+/// inside [`apply`]'s transaction.
+pub(crate) fn checkpoint(db: &Db) -> Result<TableCheckpoint> {
+    Ok(TableCheckpoint::new(
+        db.clone(),
+        "logstore_checkpoint",
+        CHECKPOINT,
+    )?)
 }
 
 /// Applies the log events in `records` (the ledger stream's appends) and moves the checkpoint
@@ -97,17 +66,9 @@ pub(crate) async fn apply(db: &Db, records: Vec<FeedRecord>) -> Result<()> {
     let Some(last) = records.last().map(|r| r.position) else {
         return Ok(());
     };
+    let checkpoint = checkpoint(db)?;
     let mut tx = db.begin().await?;
-    let mut lock = Sql::new("SELECT position FROM logstore_checkpoint WHERE name = ");
-    lock.bind(CHECKPOINT);
-    if tx.dialect() == Dialect::Postgres {
-        lock.push(" FOR UPDATE");
-    }
-    let done = tx
-        .fetch(&lock, &[Kind::Int])
-        .await?
-        .first()
-        .map_or(0, |r| r[0].int() as u64);
+    let done = checkpoint.lock(&mut tx).await?;
     if last <= done {
         return Ok(());
     }
@@ -135,7 +96,7 @@ pub(crate) async fn apply(db: &Db, records: Vec<FeedRecord>) -> Result<()> {
         }
     }
     insert_logs(&mut tx, creates).await?;
-    save_checkpoint(&mut tx, last).await?;
+    checkpoint.save_in(&mut tx, last).await?;
     Ok(tx.commit().await?)
 }
 

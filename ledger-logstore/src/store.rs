@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::filter::{Pagination, SearchFilters};
 use crate::model::{Log, LogUpdate};
 use crate::query::{self, FilterData, Histogram, HistogramKind, SearchResult, SearchStats};
-use crate::readmodel::{self, LogEvent, ReadModelCheckpoint};
+use crate::readmodel::{self, LogEvent};
 use crate::retention::Retention;
 
 /// The ledger stream every log event goes to.
@@ -150,7 +150,7 @@ impl LogStore {
 
     fn consumer(&self) -> Result<FeedConsumer> {
         Ok(FeedConsumer::new(&self.inner.ledger, "logstore")?
-            .checkpoint(ReadModelCheckpoint(self.inner.db.clone()))
+            .checkpoint(readmodel::checkpoint(&self.inner.db)?)
             .streams([LOG_STREAM])
             .kinds([MutationKind::Append])
             .options(

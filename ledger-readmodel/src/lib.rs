@@ -395,6 +395,100 @@ impl Tx {
     }
 }
 
+/// A read model's position in the change feed, kept in a table of its own database
+/// (`name TEXT PRIMARY KEY, position BIGINT`), so that a projection commits its effects and its
+/// position in one transaction and applies each record exactly once, whatever crashes.
+///
+/// A projection's transaction calls [`TableCheckpoint::lock`] first (which also serialises two
+/// processes projecting at once) and [`TableCheckpoint::save_in`] last; as a
+/// [`Checkpoint`](ledger_core::Checkpoint) for a [`FeedConsumer`](ledger_core::FeedConsumer),
+/// `save` only moves it further past records the consumer filtered out.
+#[derive(Debug, Clone)]
+pub struct TableCheckpoint {
+    db: Db,
+    table: &'static str,
+    name: String,
+}
+
+impl TableCheckpoint {
+    /// The checkpoint `name` in `table` (a plain SQL identifier: letters, digits, `_`).
+    pub fn new(db: Db, table: &'static str, name: impl Into<String>) -> Result<TableCheckpoint> {
+        let plain = !table.is_empty()
+            && !table.starts_with(|c: char| c.is_ascii_digit())
+            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint table {table:?}: expected letters, digits and _"
+            )));
+        }
+        Ok(TableCheckpoint {
+            db,
+            table,
+            name: name.into(),
+        })
+    }
+
+    /// Creates the table if missing, and this checkpoint's row.
+    pub async fn migrate(&self) -> Result<()> {
+        self.db
+            .execute(&Sql::new(format!(
+                "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+                self.table
+            )))
+            .await?;
+        let mut init = Sql::new(format!(
+            "INSERT INTO {} (name, position) VALUES (",
+            self.table
+        ));
+        init.bind(self.name.as_str())
+            .push(", 0) ON CONFLICT (name) DO NOTHING");
+        self.db.execute(&init).await?;
+        Ok(())
+    }
+
+    fn select(&self) -> Sql {
+        let mut sql = Sql::new(format!("SELECT position FROM {} WHERE name = ", self.table));
+        sql.bind(self.name.as_str());
+        sql
+    }
+
+    /// The position in `tx`, locked until it ends (0 before the first record).
+    pub async fn lock(&self, tx: &mut Tx) -> Result<u64> {
+        let mut sql = self.select();
+        if tx.dialect() == Dialect::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let rows = tx.fetch(&sql, &[Kind::Int]).await?;
+        Ok(rows.first().map_or(0, |r| r[0].int() as u64))
+    }
+
+    /// Moves the position to `position` in `tx` (never back).
+    pub async fn save_in(&self, tx: &mut Tx, position: u64) -> Result<()> {
+        let mut sql = Sql::new(format!("UPDATE {} SET position = ", self.table));
+        sql.bind(position as i64)
+            .push(" WHERE name = ")
+            .bind(self.name.as_str())
+            .push(" AND position < ")
+            .bind(position as i64);
+        tx.execute(&sql).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ledger_core::Checkpoint for TableCheckpoint {
+    async fn load(&self) -> Result<Option<u64>> {
+        let rows = self.db.fetch(&self.select(), &[Kind::Int]).await?;
+        Ok(rows.first().map(|r| r[0].int() as u64).filter(|&p| p > 0))
+    }
+
+    async fn save(&self, position: u64) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        self.save_in(&mut tx, position).await?;
+        tx.commit().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
