@@ -335,6 +335,9 @@ impl Snapshot<'_> {
     fn text(&self, path: &str) -> Result<Option<String>, Rejection> {
         match self.get(path) {
             None => Ok(None),
+            Some(Value::String(s)) if s.contains('\0') => {
+                Err(reject(format!("build.{path} contains a NUL character")))
+            }
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(self.wrong(path, "a string", other)),
@@ -486,6 +489,10 @@ mod tests {
             (
                 message(json!({"id": ID, "projectId": PROJECT, "updatedAt": i64::MAX})),
                 "not a time",
+            ),
+            (
+                message(json!({"id": ID, "projectId": PROJECT, "branch": {"name": "a\u{0}b"}})),
+                "NUL",
             ),
         ];
         for (bytes, expected) in cases {

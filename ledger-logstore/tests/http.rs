@@ -2,6 +2,8 @@
 
 mod support;
 
+use ledger_readmodel::on_both;
+
 use std::sync::Arc;
 
 use ledger_logstore::http::{ApiOptions, router};

@@ -2,6 +2,8 @@
 
 mod support;
 
+use ledger_readmodel::on_both;
+
 use std::collections::BTreeSet;
 
 use chrono::Duration;

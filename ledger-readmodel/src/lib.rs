@@ -22,8 +22,11 @@
 //! # }
 //! ```
 //!
-//! This crate has no optional features.
+//! Features: `testkit` (fresh databases for applications' tests).
 #![deny(missing_docs)]
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;

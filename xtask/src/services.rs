@@ -1,7 +1,7 @@
 //! Throwaway database servers for tests and benchmarks, started natively on 127.0.0.1.
 //!
-//! `cargo xtask services up` installs what is missing (apt, or pip into a venv cached per
-//! machine), starts each service on a free port with its data in a fresh directory, and records
+//! `cargo xtask services up` installs what is missing (apt; pip into a venv, or the Kafka
+//! broker tansu built with cargo, each cached per machine), starts each service on a free port with its data in a fresh directory, and records
 //! its PID and URL under `target/services/`.
 //! `up` also installs Chromium and ChromeDriver for the log store's browser test.
 //! `down` stops exactly the processes `up` recorded. Tests find the URLs in the environment
@@ -31,6 +31,11 @@ pub trait Service {
     fn start(&self, dir: &Path, port: u16, mode: Mode) -> Result<Running>;
     /// Stops the server started in `dir`.
     fn stop(&self, dir: &Path, running: &Running) -> Result;
+    /// The URL of a server given from outside (an environment variable), used instead of
+    /// starting one.
+    fn external(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How a server is configured.
@@ -58,6 +63,7 @@ pub fn all() -> Vec<Box<dyn Service>> {
         Box::new(NX27017),
         Box::new(ClickHouse18),
         Box::new(ChdbFront),
+        Box::new(Tansu),
     ]
 }
 
@@ -86,8 +92,11 @@ fn read_record(service: &dyn Service) -> Option<Running> {
 fn write_env(services: &[Box<dyn Service>]) -> Result {
     let mut text = String::new();
     for s in services {
-        if let Some(r) = read_record(s.as_ref()) {
-            text.push_str(&format!("{}={}\n", s.env_var(), r.url));
+        let url = s
+            .external()
+            .or_else(|| read_record(s.as_ref()).map(|r| r.url));
+        if let Some(url) = url {
+            text.push_str(&format!("{}={url}\n", s.env_var()));
         }
     }
     fs::write(env_file(), text).map_err(|e| format!("cannot write {}: {e}", env_file().display()))
@@ -122,6 +131,11 @@ pub fn up(mode: Mode) -> Result<Vec<(&'static str, String)>> {
     let mut urls = Vec::new();
     for service in &services {
         let service = service.as_ref();
+        if let Some(url) = service.external() {
+            eprintln!("xtask: {} given at {url}", service.env_var());
+            urls.push((service.env_var(), url));
+            continue;
+        }
         if let Some(r) = read_record(service).filter(|r| alive(r.pid)) {
             eprintln!(
                 "xtask: {} already running (pid {}) at {}",
@@ -382,6 +396,31 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
     true
 }
 
+/// `$XDG_CACHE_HOME/ledger-xtask` (else `~/.cache/ledger-xtask`): what is built once per
+/// machine and shared by every checkout and every run.
+fn cache_dir() -> Result<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set: no cache directory")?;
+    Ok(cache.join("ledger-xtask"))
+}
+
+/// Removes what builds named `<prefix><pid>` left in `parent` when their process is gone.
+fn remove_abandoned_builds(parent: &Path, prefix: &str) {
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.split('.').next())
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|pid| !alive(pid)) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A Python virtualenv with pinned packages, built once per machine in the user's cache and
 /// shared by every checkout and every run: a pip install takes half a minute, a look-up none.
 struct Venv {
@@ -396,15 +435,8 @@ impl Venv {
     /// `$XDG_CACHE_HOME/ledger-xtask/<name>-venv-v1-<pins>` (else `~/.cache/...`); `v1` is the
     /// recipe below: bump it to rebuild every venv.
     fn dir(&self) -> Result<PathBuf> {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .ok_or("neither XDG_CACHE_HOME nor HOME is set: no cache for the venv")?;
         let pins = self.packages.join("+");
-        Ok(cache
-            .join("ledger-xtask")
-            .join(format!("{}-venv-v1-{pins}", self.name)))
+        Ok(cache_dir()?.join(format!("{}-venv-v1-{pins}", self.name)))
     }
 
     /// The venv's interpreter; gone with the Python that built the venv (an upgrade).
@@ -432,13 +464,7 @@ impl Venv {
             dir.file_name().expect("named").to_string_lossy()
         );
         // Builds interrupted before (their process gone) would otherwise pile up, 150 MB each.
-        for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.strip_prefix(&prefix).and_then(|p| p.parse().ok());
-            if pid.is_some_and(|pid| !alive(pid)) {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
+        remove_abandoned_builds(parent, &prefix);
         let build_name = format!("{prefix}{}", std::process::id());
         let build = parent.join(&build_name);
         eprintln!(
@@ -822,6 +848,112 @@ pub fn test_chdb_front() -> Result {
             &chdb_dir().to_string_lossy(),
         ],
     )
+}
+
+/// The Kafka-compatible broker tansu (from crates.io, SQLite storage engine): there is no
+/// Kafka in Debian, PyPI or npm.
+struct Tansu;
+
+const TANSU_VERSION: &str = "0.6.0";
+
+impl Tansu {
+    /// `<cache>/tansu-<version>-v1`; `v1` is the recipe in `install`.
+    fn dir() -> Result<PathBuf> {
+        Ok(cache_dir()?.join(format!("tansu-{TANSU_VERSION}-v1")))
+    }
+
+    fn binary() -> Result<PathBuf> {
+        Ok(Self::dir()?.join("bin").join("tansu"))
+    }
+}
+
+impl Service for Tansu {
+    fn name(&self) -> &'static str {
+        "tansu"
+    }
+
+    fn env_var(&self) -> &'static str {
+        "LEDGER_KAFKA_BROKERS"
+    }
+
+    fn external(&self) -> Option<String> {
+        std::env::var(self.env_var()).ok().filter(|b| !b.is_empty())
+    }
+
+    /// Builds the broker once per machine (9 to 12 minutes on 2 cores) into
+    /// `<dir>.build-<pid>` with a target directory of its own, then renames it to `<dir>`: an
+    /// interrupted build is never taken for a broker, and its leftovers are removed next time.
+    fn install(&self) -> Result {
+        let dir = Self::dir()?;
+        if Self::binary()?.exists() {
+            return Ok(());
+        }
+        let parent = dir.parent().expect("the broker lives in the cache");
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let prefix = format!(
+            "{}.build-",
+            dir.file_name().expect("named").to_string_lossy()
+        );
+        remove_abandoned_builds(parent, &prefix);
+        let build = parent.join(format!("{prefix}{}", std::process::id()));
+        let target = parent.join(format!("{prefix}{}.target", std::process::id()));
+        eprintln!(
+            "xtask: building tansu {TANSU_VERSION} into {} (once per machine, about 10 minutes)",
+            dir.display()
+        );
+        let status = Command::new("cargo")
+            .args([
+                "install",
+                &format!("tansu@{TANSU_VERSION}"),
+                "--locked",
+                "--quiet",
+            ])
+            .args(["--no-default-features", "--features", "libsql", "--root"])
+            .arg(&build)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .map_err(|e| format!("cannot run cargo install tansu: {e}"))?;
+        let _ = fs::remove_dir_all(&target);
+        if !status.success() {
+            let _ = fs::remove_dir_all(&build);
+            return Err(format!(
+                "cargo install tansu@{TANSU_VERSION} failed ({status})"
+            ));
+        }
+        if let Err(e) = fs::rename(&build, &dir) {
+            let _ = fs::remove_dir_all(&build);
+            // Another run finished its build first: that broker is as good as this one.
+            if !Self::binary()?.exists() {
+                return Err(format!("cannot move the broker to {}: {e}", dir.display()));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, dir: &Path, port: u16, _mode: Mode) -> Result<Running> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(Self::binary()?);
+        command
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"]);
+        Ok(Running {
+            url: format!("127.0.0.1:{port}"),
+            pid: spawn_server(self.name(), command, dir, port, accepts)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn stop(&self, _dir: &Path, running: &Running) -> Result {
+        terminate(self.name(), running.pid)
+    }
+}
+
+/// Whether something accepts connections on `port`.
+fn accepts(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// Stops `pid` and nothing else: TERM, then KILL if it lingers.

@@ -2,40 +2,14 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use ledger_core::testkit::{fresh_table, server::server_url};
 use ledger_logstore::{Log, LogStatus, LogStore, LogStoreOptions, TokenUsage};
 use serde_json::json;
 
-/// The databases every log-store test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use ledger_readmodel::testkit::Backend;
 
 /// A URL for a fresh, empty log store of `backend`.
 pub async fn fresh_url(backend: Backend) -> String {
-    let name = fresh_table();
-    match backend {
-        Backend::Sqlite => {
-            let dir = std::env::temp_dir().join("ledger-logstore-tests");
-            std::fs::create_dir_all(&dir).expect("a temp dir");
-            format!("sqlite:{}", dir.join(format!("{name}.db")).display())
-        }
-        Backend::Postgres => {
-            let server = server_url("LEDGER_POSTGRES_URL", env!("CARGO_MANIFEST_DIR"));
-            let pool = sqlx::PgPool::connect(&server)
-                .await
-                .unwrap_or_else(|e| panic!("connecting to {server}: {e}"));
-            sqlx::query(&format!("CREATE SCHEMA {name}"))
-                .execute(&pool)
-                .await
-                .expect("a fresh schema");
-            pool.close().await;
-            let separator = if server.contains('?') { '&' } else { '?' };
-            format!("{server}{separator}options=-c%20search_path%3D{name}")
-        }
-    }
+    ledger_readmodel::testkit::fresh_url(backend, "ledger-logstore-tests").await
 }
 
 pub async fn open(backend: Backend) -> LogStore {
@@ -78,26 +52,4 @@ pub fn chat(id: &str, minutes: i64) -> Log {
     ]));
     log.content.output_message = Some(json!({"role": "assistant", "content": "an answer"}));
     log
-}
-
-/// Runs `body` for each backend, naming the backend in a failure.
-#[macro_export]
-macro_rules! on_both {
-    ($name:ident, |$backend:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let $backend = $crate::support::Backend::Sqlite;
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let $backend = $crate::support::Backend::Postgres;
-                $body
-            }
-        }
-    };
 }
