@@ -4,44 +4,21 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ledger_readmodel::testkit::{kill_hard as kill, start_service};
 use serde_json::{Value, json};
 use support::{Backend, chat};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The service on `db`, and the address it listens on.
 async fn start(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-logstore"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledger-logstore"));
+    command
         .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the ledger-logstore binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.trim().to_owned();
-            }
-        }
-        panic!("the service exited before listening");
-    })
-    .await
-    .expect("the service listens within a minute");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
-}
-
-fn kill(child: &Child) {
-    let pid = child.id().expect("a running child") as i32;
-    // SAFETY: signalling a child process this test started.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+        .env("RUST_LOG", "warn");
+    start_service(command).await
 }
 
 /// Streams batches of logs until the server stops answering; records each acknowledged id.

@@ -59,3 +59,38 @@ macro_rules! on_both {
         }
     };
 }
+
+/// Starts a service binary (`command`, with its arguments) that prints
+/// `listening on http://ADDRESS` on stderr; returns the child and the address. The child is
+/// killed when dropped; its stderr is drained so it never blocks.
+pub async fn start_service(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the service binary starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let address = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("the service's stderr") {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.trim().to_owned();
+            }
+            eprintln!("service: {line}");
+        }
+        panic!("the service exited before listening");
+    })
+    .await
+    .expect("the service listens within a minute");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
+}
+
+/// Kills `child` with SIGKILL: no shutdown code runs.
+pub fn kill_hard(child: &tokio::process::Child) {
+    let pid = child.id().expect("a running child") as i32;
+    // SAFETY: signalling a child process the test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
