@@ -7,6 +7,7 @@
 //! numbers).
 
 mod bridge;
+mod builds;
 mod clickhouse;
 mod logstore;
 mod mongo;
@@ -44,7 +45,7 @@ pub struct Sizes {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only sqlite|postgres|mongodb|clickhouse|bridge|logstore` measures one backend (BENCHMARKS.md is then not written).
+    // `--only sqlite|postgres|mongodb|clickhouse|bridge|logstore|builds` measures one backend (BENCHMARKS.md is then not written).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -238,6 +239,39 @@ async fn main() {
                 eprintln!("bench: LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`");
                 std::process::exit(1);
             }
+        }
+    }
+    if wants("builds") {
+        let sizes = builds::BuildSizes {
+            builds: if quick { 500 } else { 5_000 },
+            snapshots: 10,
+            partitions: 3,
+        };
+        report.setting(
+            "build events",
+            format!(
+                "{} records on a topic of {} partitions of the tansu broker ({} builds, {} \
+                 snapshots each in time order, about 900 bytes, lz4), read by a new consumer \
+                 group from the beginning in batches of up to 500; the service's time runs \
+                 until every record is stored and the read model has applied it",
+                sizes.records(),
+                sizes.partitions,
+                sizes.builds,
+                sizes.snapshots
+            ),
+        );
+        let (Ok(brokers), Ok(postgres)) = (
+            std::env::var("LEDGER_KAFKA_BROKERS"),
+            std::env::var("LEDGER_POSTGRES_URL"),
+        ) else {
+            eprintln!(
+                "bench: LEDGER_KAFKA_BROKERS or LEDGER_POSTGRES_URL is not set; run through `cargo xtask bench`"
+            );
+            std::process::exit(1);
+        };
+        if let Err(e) = builds::run(&brokers, &postgres, sizes, &mut report).await {
+            eprintln!("bench: build events failed: {e}");
+            std::process::exit(1);
         }
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");

@@ -162,7 +162,7 @@ impl DeadLetter {
 /// order (one append per build stream); a message the ledger itself refuses (too large, say) is
 /// dead-lettered with the ledger's reason. An error means nothing is known about the batch:
 /// deliver it again (its dedup keys make that safe).
-pub(crate) async fn store(ledger: &Store, messages: Vec<Message>) -> Result<Vec<Outcome>> {
+pub(crate) async fn store(ledger: &Store, messages: &[Message]) -> Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
     let mut by_build: BTreeMap<String, Vec<(usize, AppendInput)>> = BTreeMap::new();
     let mut refused: Vec<(usize, DeadLetter)> = Vec::new();
@@ -208,7 +208,7 @@ pub(crate) async fn store(ledger: &Store, messages: Vec<Message>) -> Result<Vec<
                 if indexes.len() > 1 =>
             {
                 for i in indexes {
-                    let one = Box::pin(store(ledger, vec![messages[i].clone()])).await?;
+                    let one = Box::pin(store(ledger, std::slice::from_ref(&messages[i]))).await?;
                     outcomes[i] = one.into_iter().next();
                 }
             }

@@ -4,6 +4,7 @@
 //! fails to take is retried, not passed over.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -22,6 +23,7 @@ use crate::service::BuildService;
 pub struct KafkaSource {
     consumer: StreamConsumer,
     settings: KafkaSettings,
+    stored: AtomicU64,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -47,7 +49,17 @@ impl KafkaSource {
         }
         let consumer: StreamConsumer = config.create()?;
         consumer.subscribe(&[&settings.topic])?;
-        Ok(KafkaSource { consumer, settings })
+        Ok(KafkaSource {
+            consumer,
+            settings,
+            stored: AtomicU64::new(0),
+        })
+    }
+
+    /// How many records this source has stored in the ledger (duplicates and dead letters
+    /// included) since it was made.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
     }
 
     /// How many partitions this consumer is assigned now (0 until the group has balanced).
@@ -91,13 +103,15 @@ impl KafkaSource {
             if messages.is_empty() {
                 continue;
             }
-            let store = || service.ingest(messages.clone());
+            let count = messages.len() as u64;
+            let store = || service.ingest_all(&messages);
             store
                 .retry(backoff)
                 .notify(|e, pause| {
                     tracing::warn!(error = %e, ?pause, "storing a batch failed; retrying it");
                 })
                 .await?;
+            self.stored.fetch_add(count, Ordering::Relaxed);
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), offset) in next {
                 offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;

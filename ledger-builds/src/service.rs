@@ -122,6 +122,11 @@ impl BuildService {
     /// Stores `messages` in the ledger (see [`Outcome`]); the read model follows. Once this
     /// returns, the messages are durable and their source may commit them.
     pub async fn ingest(&self, messages: Vec<Message>) -> Result<Vec<Outcome>> {
+        ingest::store(&self.inner.ledger, &messages).await
+    }
+
+    /// [`BuildService::ingest`] of a batch the caller keeps (to retry it).
+    pub(crate) async fn ingest_all(&self, messages: &[Message]) -> Result<Vec<Outcome>> {
         ingest::store(&self.inner.ledger, messages).await
     }
 
