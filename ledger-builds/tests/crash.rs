@@ -104,6 +104,7 @@ async fn killed_mid_stream_and_restarted_the_service_converges() {
     let (mut child, address) = start(&config).await;
     let base = format!("http://{address}");
     let http = reqwest::Client::new();
+    let newest = (SNAPSHOTS - 1).to_string();
     eventually(
         "every build at its newest snapshot",
         Duration::from_secs(120),
@@ -114,7 +115,7 @@ async fn killed_mid_stream_and_restarted_the_service_converges() {
             for n in 0..BUILDS {
                 let url = format!("{base}/build/{}", uuid('b', n));
                 let row: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                if row["bytesReal"] != Value::from((SNAPSHOTS - 1).to_string()) {
+                if row["bytesReal"].as_str() != Some(newest.as_str()) {
                     return None;
                 }
             }

@@ -11,7 +11,7 @@ use ledger_builds::{
     BuildService, BuildServiceOptions, DEAD_LETTER_STREAM, DbPlugin, Message, Origin, Outcome,
     PluginContext, PluginError, Retry, StoredEvent, build_stream,
 };
-use ledger_readmodel::on_both;
+use ledger_readmodel::{Kind, Sql, on_both};
 use serde_json::{Value, json};
 use support::{at, eventually, message, open, open_with, serve, snapshot, uuid};
 
@@ -446,12 +446,15 @@ on_both!(
     }
 );
 
+/// A build a plugin saw, the plugin, and whether the read model held the event's snapshot then.
+type Seen = (String, &'static str, bool);
+
 /// A plugin that records what it saw and what the read model held when it saw it, failing
 /// its first `failures` calls.
 struct Recorder {
     name: &'static str,
     failures: Mutex<u32>,
-    seen: Arc<Mutex<Vec<(String, &'static str, u64, i64)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 #[async_trait]
@@ -472,14 +475,16 @@ impl DbPlugin for Recorder {
                 return Err(format!("{} refuses, {} more times", self.name, *failures).into());
             }
         }
-        let _ = context;
-        let seen_row = event.event.build.bytes_real;
-        self.seen.lock().unwrap().push((
-            event.event.build.build_id.clone(),
-            self.name,
-            event.version,
-            seen_row,
-        ));
+        let mut sql = Sql::new("SELECT ledger_version FROM builds WHERE build_id = ");
+        sql.bind(event.event.build.build_id.as_str());
+        let rows = context.db.fetch(&sql, &[Kind::Int]).await?;
+        let applied = rows
+            .first()
+            .is_some_and(|r| r[0].int() as u64 >= event.version);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((event.event.build.build_id.clone(), self.name, applied));
         Ok(())
     }
 }
@@ -533,6 +538,10 @@ on_both!(
         let last_first = seen_now.iter().rposition(|s| s.1 == "first").unwrap();
         let first_second = seen_now.iter().position(|s| s.1 == "second").unwrap();
         assert!(last_first < first_second, "{seen_now:?}");
+        assert!(
+            seen_now.iter().all(|s| s.2),
+            "before the read model: {seen_now:?}"
+        );
         assert!(service.ready().await.is_ok());
         // Reopened, the plugins resume from their checkpoints: nothing is delivered again.
         drop(service);

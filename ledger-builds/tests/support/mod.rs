@@ -109,11 +109,14 @@ pub async fn produce(
     if let Some(value) = value {
         record = record.payload(value);
     }
-    let delivered = tokio::time::timeout(KAFKA_TIMEOUT, producer.send(record, KAFKA_TIMEOUT))
-        .await
-        .unwrap_or_else(|_| panic!("producing to {topic} timed out"))
-        .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
-    delivered.offset
+    let Ok(sent) = tokio::time::timeout(KAFKA_TIMEOUT, producer.send(record, KAFKA_TIMEOUT)).await
+    else {
+        panic!("producing to {topic} timed out");
+    };
+    match sent {
+        Ok(delivered) => delivered.offset,
+        Err((e, _)) => panic!("producing to {topic}: {e}"),
+    }
 }
 
 /// Kafka settings for a new group on `topic` that starts at the topic's beginning.
