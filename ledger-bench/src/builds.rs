@@ -304,15 +304,7 @@ pub async fn run(
     report.row(row("SQLite", sizes, raw_sqlite, ledger_sqlite));
 
     let schema = format!("bench_builds_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(postgres).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await?;
-    let separator = if postgres.contains('?') { '&' } else { '?' };
-    let scoped = format!("{postgres}{separator}options=-c%20search_path%3D{schema}");
+    let (admin, scoped) = crate::postgres::fresh_schema(postgres, &schema).await?;
     let pool = sqlx::PgPool::connect(&scoped).await?;
     sqlx::query(RAW_TABLE).execute(&pool).await?;
     sqlx::query(RAW_INDEX).execute(&pool).await?;

@@ -320,15 +320,7 @@ pub async fn run_sqlite(sizes: LogSizes, report: &mut Report) -> Result<()> {
 
 pub async fn run_postgres(url: &str, sizes: LogSizes, report: &mut Report) -> Result<()> {
     let schema = format!("bench_logstore_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(url).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await?;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let (admin, scoped) = crate::postgres::fresh_schema(url, &schema).await?;
 
     let pool = sqlx::PgPool::connect(&scoped).await?;
     for statement in RAW_SCHEMA {

@@ -594,3 +594,20 @@ pub async fn run(url: &str, sizes: Sizes, report: &mut Report) -> Result<()> {
     }
     Ok(())
 }
+
+/// A new, empty schema `name` on the server at `url` (dropped first if a crashed run left it):
+/// an admin pool, and a URL whose connections use the schema.
+pub(crate) async fn fresh_schema(url: &str, name: &str) -> Result<(sqlx::PgPool, String)> {
+    let admin = sqlx::PgPool::connect(url).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(&admin)
+        .await?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok((
+        admin,
+        format!("{url}{separator}options=-c%20search_path%3D{name}"),
+    ))
+}

@@ -684,3 +684,41 @@ on_both!(
         task.abort();
     }
 );
+
+/// An API plugin: one route of its own over the service.
+struct BuildCount;
+
+impl ledger_builds::http::ApiPlugin for BuildCount {
+    fn routes(&self, service: BuildService) -> axum::Router {
+        axum::Router::new().route(
+            "/plugin/build-count",
+            axum::routing::get(move || {
+                let service = service.clone();
+                async move {
+                    let ids = service.builds(None, ledger_builds::MAX_PAGE).await.unwrap();
+                    axum::Json(ids.len())
+                }
+            }),
+        )
+    }
+}
+
+on_both!(api_plugins_add_their_routes_beside_probo_dbs, |backend| {
+    let service = open(backend).await;
+    seed(&service).await;
+    let base = support::serve_with(&service, &[&BuildCount]).await;
+    let count: usize = reqwest::get(format!("{base}/plugin/build-count"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count, 8);
+    let builds: Vec<String> = reqwest::get(format!("{base}/build"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(builds.len(), 8);
+});

@@ -156,11 +156,19 @@ where
 
 /// Serves the API of `service` on a free port of 127.0.0.1; returns its base URL.
 pub async fn serve(service: &BuildService) -> String {
+    serve_with(service, &[]).await
+}
+
+/// [`serve`] with API plugins.
+pub async fn serve_with(
+    service: &BuildService,
+    plugins: &[&dyn ledger_builds::http::ApiPlugin],
+) -> String {
     let options = ledger_builds::http::ApiOptions {
         server_name: "test".into(),
         version: "1.0.0".into(),
     };
-    let router = ledger_builds::http::router(service.clone(), &options, &[]);
+    let router = ledger_builds::http::router(service.clone(), &options, plugins);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
